@@ -1,0 +1,1 @@
+"""The sync server: the authoritative FHIR R4 record on PostgreSQL."""
