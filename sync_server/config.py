@@ -36,3 +36,5 @@ class Settings(BaseSettings):
     #: Demo mode: shows current MFA codes for demo accounts. Never on in production.
     demo_mode: bool = False
     log_json: bool = False
+    #: TUF update repository for the desktop (packaging/tuf_publish.py), served at /updates.
+    updates_dir: Path | None = None

@@ -27,6 +27,8 @@ class RequestContext:
     scopes: frozenset[str] | None = None
     #: Patient the SMART launch is bound to (patient/ scopes), if any.
     launch_patient: str | None = None
+    #: SMART app (registered client id) acting for the user, if any.
+    client_id: str | None = None
     workstation_id: str | None = None
     source_ip: str | None = None
     #: Patient ids opened with an unexpired break-the-glass grant, and its reason.

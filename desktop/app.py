@@ -1,0 +1,86 @@
+"""Entry point of the GUI: `ehr-desktop [--server URL] [--profile DIR]` (via desktop.cli).
+
+Sets up Qt for 100-200 % displays (fractional scale factors passed through, not
+rounded), the Fusion style with the calm style sheet from `resources/`, opens
+the profile and shows the sign-in screen. Everything that can block later runs
+through the ops' worker threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from desktop.cli import default_profile_dir
+from desktop.config import load_config
+from desktop.services.workstation import Workstation
+from desktop.ui.context import UiContext, resources_dir
+from desktop.ui.errors import message_for
+from desktop.ui.main_window import MainWindow
+from shared_models.errors import ClinicError
+
+log = logging.getLogger(__name__)
+
+
+def create_application(argv: Sequence[str] = ()) -> QApplication:
+    """The QApplication, styled; reuses the running one (tests, benchmarks)."""
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        app = existing
+    else:
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+        )
+        app = QApplication(["ehr-desktop", *argv])
+    app.setApplicationName("ehr-desktop")
+    app.setApplicationDisplayName("Clinic workstation")
+    app.setStyle("Fusion")
+    app.setStyleSheet(load_style_sheet())
+    return app
+
+
+def load_style_sheet() -> str:
+    path = resources_dir() / "style.qss"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        log.warning("style sheet missing: %s", path.name)
+        return ""
+
+
+def build_main_window(workstation: Workstation) -> tuple[MainWindow, UiContext]:
+    ctx = UiContext.create(workstation)
+    return MainWindow(ctx), ctx
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ehr-desktop", add_help=False)
+    parser.add_argument("--server")
+    parser.add_argument("--profile", type=Path)
+    args, _unknown = parser.parse_known_args(list(argv))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    app = create_application()
+    try:
+        server_url = args.server or load_config().server_url
+        workstation = Workstation.open(args.profile or default_profile_dir(), server_url)
+    except ClinicError as error:
+        QMessageBox.critical(None, "Clinic workstation", message_for(error))
+        return 3
+    window, ctx = build_main_window(workstation)
+    window.show()
+    try:
+        return int(app.exec())
+    finally:
+        ctx.shutdown()
+        workstation.close()

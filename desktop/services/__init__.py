@@ -1,0 +1,1 @@
+"""The application layer the GUI and the headless commands share (no Qt)."""

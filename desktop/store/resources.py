@@ -1,0 +1,266 @@
+"""The resource table and its index rows: write, read and query the local cache.
+
+Functions take a connection inside the caller's transaction, so a resource,
+its index rows and its outbox row commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from desktop.store import indexing
+from desktop.store.database import Connection
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    """One row of a patient search result."""
+
+    patient_id: str
+    display_name: str
+    birth_date: str | None
+    sex: str | None
+    mrn: str | None
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    resource_type: str
+    id: str
+    #: Server version the local copy is based on (None: never on the server).
+    version_id: int | None
+    patient_id: str | None
+    json: bytes
+    dirty: bool
+    #: A newer server version received while a local edit was pending.
+    remote_version_id: int | None = None
+
+    def parsed(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.json)
+        return value
+
+
+_COLUMNS = "resource_type, id, version_id, patient_id, json, dirty, remote_version_id"
+
+
+def _stored(row: Sequence[Any]) -> StoredResource:
+    return StoredResource(
+        resource_type=row[0],
+        id=row[1],
+        version_id=row[2],
+        patient_id=row[3],
+        json=bytes(row[4]),
+        dirty=bool(row[5]),
+        remote_version_id=row[6],
+    )
+
+
+def get(conn: Connection, resource_type: str, resource_id: str) -> StoredResource | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM resources WHERE resource_type = ? AND id = ? AND deleted = 0",  # noqa: S608 - constant column list, values bound
+        (resource_type, resource_id),
+    ).fetchone()
+    return _stored(row) if row else None
+
+
+def for_patient(
+    conn: Connection, patient_id: str, resource_types: Iterable[str]
+) -> list[StoredResource]:
+    types = list(resource_types)
+    marks = ",".join("?" * len(types))
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM resources WHERE patient_id = ? AND resource_type IN ({marks})"  # noqa: S608 - constant column list, values bound
+        " AND deleted = 0",
+        (patient_id, *types),
+    ).fetchall()
+    return [_stored(r) for r in rows]
+
+
+def put(
+    conn: Connection,
+    resource: dict[str, Any],
+    raw_json: bytes,
+    *,
+    version_id: int | None,
+    dirty: bool,
+) -> str | None:
+    """Insert or replace one resource and its index rows; returns its patient id."""
+    rtype, rid = resource["resourceType"], resource["id"]
+    patient_id = indexing.patient_of(resource)
+    conn.execute(
+        "INSERT INTO resources (resource_type, id, version_id, patient_id, json, dirty, deleted,"
+        " remote_version_id) VALUES (?, ?, ?, ?, ?, ?, 0, NULL)"
+        " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id,"
+        " patient_id = excluded.patient_id, json = excluded.json, dirty = excluded.dirty,"
+        " deleted = 0, remote_version_id = NULL",
+        (rtype, rid, version_id, patient_id, raw_json, int(dirty)),
+    )
+    drop_index_rows(conn, rtype, rid)
+    add_index_rows(conn, resource, patient_id)
+    return patient_id
+
+
+def add_index_rows(conn: Connection, resource: dict[str, Any], patient_id: str | None) -> None:
+    """Index rows of a resource whose old rows are already gone."""
+    rtype = resource["resourceType"]
+    if rtype == "Patient":
+        row = indexing.patient_row(resource)
+        if row is not None:
+            cursor = conn.execute(
+                "INSERT INTO patient_index (patient_id, display_name, family, given, mrn,"
+                " birth_date, sex) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.patient_id, row.display_name, row.family, row.given, row.mrn,
+                 row.birth_date, row.sex),
+            )  # fmt: skip
+            conn.execute(
+                "INSERT INTO patient_fts (rowid, names) VALUES (?, ?)",
+                (cursor.lastrowid, indexing.all_names(resource)),
+            )
+    elif rtype == "Observation":
+        conn.executemany(
+            "INSERT INTO observation_index VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.observation_id, r.patient_id, r.code, r.obs_code, r.label, int(r.vital),
+                 r.effective, r.value, r.unit)
+                for r in indexing.observation_rows(resource, patient_id)
+            ],
+        )  # fmt: skip
+    elif rtype == "Appointment":
+        appt = indexing.appointment_row(resource)
+        if appt is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO appointment_index VALUES (?, ?, ?, ?, ?, ?)",
+                (appt.appointment_id, appt.day, appt.start, appt.location_id,
+                 appt.practitioner_id, appt.patient_id),
+            )  # fmt: skip
+    elif rtype == "Slot":
+        schedule = indexing.reference_id(resource.get("schedule"), "Schedule")
+        start = indexing.instant(resource.get("start"))
+        if schedule and start:
+            conn.execute(
+                "INSERT OR REPLACE INTO slot_index VALUES (?, ?, ?, ?)",
+                (resource["id"], schedule, start, str(resource.get("status", ""))),
+            )
+
+
+def drop_index_rows(conn: Connection, resource_type: str, resource_id: str) -> None:
+    if resource_type == "Patient":
+        conn.execute(
+            "DELETE FROM patient_fts WHERE rowid IN"
+            " (SELECT rowid FROM patient_index WHERE patient_id = ?)",
+            (resource_id,),
+        )
+        conn.execute("DELETE FROM patient_index WHERE patient_id = ?", (resource_id,))
+    elif resource_type == "Observation":
+        conn.execute("DELETE FROM observation_index WHERE observation_id = ?", (resource_id,))
+    elif resource_type == "Appointment":
+        conn.execute("DELETE FROM appointment_index WHERE appointment_id = ?", (resource_id,))
+    elif resource_type == "Slot":
+        conn.execute("DELETE FROM slot_index WHERE slot_id = ?", (resource_id,))
+
+
+def mark_deleted(conn: Connection, resource_type: str, resource_id: str, *, dirty: bool) -> None:
+    """A local delete: the row stays as a tombstone until the server accepts it."""
+    conn.execute(
+        "UPDATE resources SET deleted = 1, dirty = ? WHERE resource_type = ? AND id = ?",
+        (int(dirty), resource_type, resource_id),
+    )
+    drop_index_rows(conn, resource_type, resource_id)
+
+
+def remove(conn: Connection, resource_type: str, resource_id: str) -> None:
+    conn.execute(
+        "DELETE FROM resources WHERE resource_type = ? AND id = ?", (resource_type, resource_id)
+    )
+    drop_index_rows(conn, resource_type, resource_id)
+
+
+# -- queries ---------------------------------------------------------------------------------
+
+_SUMMARY = "p.patient_id, p.display_name, p.birth_date, p.sex, p.mrn"
+
+
+def _summaries(rows: Iterable[Sequence[Any]]) -> list[PatientSummary]:
+    return [PatientSummary(*row) for row in rows]
+
+
+def patients_by_mrn(conn: Connection, mrn: str, limit: int) -> list[PatientSummary]:
+    rows = conn.execute(
+        f"SELECT {_SUMMARY} FROM patient_index p WHERE p.mrn = ? LIMIT ?",  # noqa: S608 - constant column list, values bound
+        (mrn, limit),
+    ).fetchall()
+    return _summaries(rows)
+
+
+def patients_by_birth_date(conn: Connection, birth_date: str, limit: int) -> list[PatientSummary]:
+    rows = conn.execute(
+        f"SELECT {_SUMMARY} FROM patient_index p WHERE p.birth_date = ?"  # noqa: S608 - constant column list, values bound
+        " ORDER BY p.display_name LIMIT ?",
+        (birth_date, limit),
+    ).fetchall()
+    return _summaries(rows)
+
+
+def patients_by_name_prefixes(
+    conn: Connection, prefixes: Sequence[str], limit: int
+) -> list[PatientSummary]:
+    """Patients with a name part starting with every one of `prefixes`."""
+    query = " AND ".join('"' + p.replace('"', '""') + '"*' for p in prefixes)
+    rows = conn.execute(
+        f"SELECT {_SUMMARY} FROM patient_fts f JOIN patient_index p ON p.rowid = f.rowid"  # noqa: S608 - constant column list, values bound
+        " WHERE patient_fts MATCH ? ORDER BY p.display_name LIMIT ?",
+        (query, limit),
+    ).fetchall()
+    return _summaries(rows)
+
+
+def patient_summary(conn: Connection, patient_id: str) -> PatientSummary | None:
+    rows = conn.execute(
+        f"SELECT {_SUMMARY} FROM patient_index p WHERE p.patient_id = ?",  # noqa: S608 - constant column list, values bound
+        (patient_id,),
+    ).fetchall()
+    found = _summaries(rows)
+    return found[0] if found else None
+
+
+def vital_rows(conn: Connection, patient_id: str, since: str) -> list[indexing.ObservationRow]:
+    """Vital-sign index rows of a patient since an instant, newest first."""
+    rows = conn.execute(
+        "SELECT observation_id, patient_id, code, obs_code, label, vital, effective, value, unit"
+        " FROM observation_index WHERE patient_id = ? AND vital = 1 AND effective >= ?"
+        " ORDER BY effective DESC, observation_id, rowid",
+        (patient_id, since),
+    ).fetchall()
+    return [indexing.ObservationRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), *r[6:]) for r in rows]
+
+
+def upcoming_appointment_ids(conn: Connection, patient_id: str, since: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT appointment_id FROM appointment_index WHERE patient_id = ? AND start >= ?"
+        " ORDER BY start",
+        (patient_id, since),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def appointment_ids_on(
+    conn: Connection,
+    day: str,
+    *,
+    location_id: str | None = None,
+    practitioner_id: str | None = None,
+) -> list[str]:
+    """Appointments starting on `day` (UTC date), at a location and/or with a practitioner."""
+    sql = "SELECT appointment_id FROM appointment_index WHERE day = ?"
+    args: list[Any] = [day]
+    if location_id is not None:
+        sql += " AND location_id = ?"
+        args.append(location_id)
+    if practitioner_id is not None:
+        sql += " AND practitioner_id = ?"
+        args.append(practitioner_id)
+    return [r[0] for r in conn.execute(sql + " ORDER BY start", args).fetchall()]

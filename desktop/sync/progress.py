@@ -1,0 +1,129 @@
+"""What the GUI shows about sync: a progress bar while it runs, and a status badge.
+
+`SyncProgress` is written by the engine's thread and polled by the GUI (a
+timer reads `latest()`, as Anki's sync does), so it only hands out frozen
+snapshots under a lock. `read_status` builds the badge from the store alone
+(no network call): online/offline as of the last attempt, last successful
+sync, pending changes and open conflicts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from desktop.store import conflicts, outbox, sync_state
+from desktop.store.database import Connection
+
+#: sync_state keys the engine writes after every attempt.
+LAST_ATTEMPT = "last_attempt"
+LAST_ATTEMPT_OK = "last_attempt_ok"
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    phase: str  # "idle" | "push" | "pull" | "done" | "failed"
+    #: Local changes sent so far, and how many there were at the start.
+    pushed: int
+    to_push: int
+    #: Resources received, and bytes of pull pages received.
+    pulled: int
+    bytes_received: int
+    started: float
+    elapsed: float
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Estimated seconds left of the push; None while unknown (a pull has no known end)."""
+        if self.phase != "push" or self.pushed == 0 or self.to_push == 0:
+            return None
+        rate = self.pushed / max(self.elapsed, 1e-6)
+        return max(self.to_push - self.pushed, 0) / rate
+
+    @property
+    def fraction(self) -> float | None:
+        """0..1 for a determinate bar (the push), None for a busy indicator (the pull)."""
+        if self.phase == "push" and self.to_push:
+            return min(self.pushed / self.to_push, 1.0)
+        if self.phase == "done":
+            return 1.0
+        return None
+
+
+class SyncProgress:
+    """Thread-safe progress of one sync; the engine updates it, the GUI polls it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot = ProgressSnapshot("idle", 0, 0, 0, 0, time.monotonic(), 0.0)
+
+    def latest(self) -> ProgressSnapshot:
+        with self._lock:
+            snap = self._snapshot
+        if snap.phase in ("done", "failed", "idle"):
+            return snap
+        return replace(snap, elapsed=time.monotonic() - snap.started)
+
+    def start_push(self, to_push: int) -> None:
+        with self._lock:
+            self._snapshot = ProgressSnapshot("push", 0, to_push, 0, 0, time.monotonic(), 0.0)
+
+    def pushed(self, count: int) -> None:
+        with self._lock:
+            snap = self._snapshot
+            self._snapshot = replace(snap, pushed=snap.pushed + count)
+
+    def start_pull(self) -> None:
+        with self._lock:
+            self._snapshot = replace(self._snapshot, phase="pull")
+
+    def pulled(self, resources: int, size: int) -> None:
+        with self._lock:
+            snap = self._snapshot
+            self._snapshot = replace(
+                snap, pulled=snap.pulled + resources, bytes_received=snap.bytes_received + size
+            )
+
+    def finish(self, ok: bool) -> None:
+        with self._lock:
+            snap = self._snapshot
+            self._snapshot = replace(
+                snap, phase="done" if ok else "failed", elapsed=time.monotonic() - snap.started
+            )
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    #: Whether the last attempt reached the server; None if never tried.
+    online: bool | None
+    last_attempt: datetime | None
+    last_sync: datetime | None
+    pending: int
+    open_conflicts: int
+
+    @property
+    def online_words(self) -> str:
+        return {True: "online", False: "offline", None: "unknown"}[self.online]
+
+
+def record_attempt(conn: Connection, ok: bool, when: datetime | None = None) -> None:
+    """Note whether the server was reached (and, if so, the sync completed)."""
+    moment = when or datetime.now(UTC)
+    sync_state.put(conn, LAST_ATTEMPT, moment.isoformat())
+    sync_state.put(conn, LAST_ATTEMPT_OK, "1" if ok else "0")
+    if ok:
+        sync_state.set_last_sync(conn, moment)
+
+
+def read_status(conn: Connection) -> SyncStatus:
+    attempt = sync_state.get(conn, LAST_ATTEMPT)
+    ok = sync_state.get(conn, LAST_ATTEMPT_OK)
+    return SyncStatus(
+        online=None if ok is None else ok == "1",
+        last_attempt=datetime.fromisoformat(attempt) if attempt else None,
+        last_sync=sync_state.last_sync(conn),
+        pending=outbox.count(conn),
+        open_conflicts=conflicts.count_open(conn),
+    )

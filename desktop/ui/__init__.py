@@ -1,0 +1,1 @@
+"""The clinician GUI (Qt Widgets). Widgets reach the facade only through `ops`."""

@@ -1,0 +1,1 @@
+"""A patient's chart: one tab per patient, the banner always above it."""

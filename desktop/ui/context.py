@@ -1,0 +1,51 @@
+"""What every screen is handed: the facade, the task runner, the error presenter, the bus.
+
+Passed in explicitly (no module-global main window reached from everywhere).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject
+
+from desktop.ui.errors import ErrorPresenter
+from desktop.ui.ops import ChangeBus, TaskRunner
+
+
+def resources_dir() -> Path:
+    """`resources/` beside the packages (or EHR_RESOURCES_DIR in a frozen build)."""
+    override = os.environ.get("EHR_RESOURCES_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+@dataclass
+class UiContext:
+    workstation: Any
+    runner: TaskRunner
+    errors: ErrorPresenter
+    bus: ChangeBus
+    #: The signed-in user (`SignInResult.user`), set by the sign-in screen.
+    user: Any = None
+
+    @property
+    def practitioner(self) -> str | None:
+        """`Practitioner/ID` of the signed-in user, for author/recorder fields."""
+        return getattr(self.user, "practitioner", None)
+
+    @classmethod
+    def create(cls, workstation: Any, parent: QObject | None = None) -> UiContext:
+        return cls(
+            workstation=workstation,
+            runner=TaskRunner(workstation, parent),
+            errors=ErrorPresenter(parent),
+            bus=ChangeBus(parent),
+        )
+
+    def shutdown(self) -> None:
+        self.runner.shutdown(wait=True)

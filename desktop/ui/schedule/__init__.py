@@ -1,0 +1,1 @@
+"""Scheduling screens: day and week views, booking, check-in, refused bookings."""

@@ -1,0 +1,197 @@
+"""Sign-in: username, password, MFA code; says clearly whether it signs in online or offline.
+
+With a code, it signs in online (the server checks password and code). If the
+server cannot be reached, or no code is typed, it signs in offline with the
+password alone, when this user's offline window allows it; the screen says
+before the click whether that is possible and, if not, why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.ui.context import UiContext
+from desktop.ui.errors import log_error, message_for
+from desktop.ui.ops import Op
+from shared_models.errors import NetworkUnavailable
+
+STATUS_DELAY_MS = 300
+
+
+def _restyle(widget: QWidget) -> None:
+    widget.style().unpolish(widget)
+    widget.style().polish(widget)
+
+
+class SignInScreen(QWidget):
+    #: Sign-in succeeded: the facade's SignInResult.
+    signed_in = Signal(object)
+
+    def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName("signInScreen")
+        self.setWindowTitle("Clinic workstation: sign in")
+        title = QLabel("Clinic workstation")
+        title.setProperty("role", "title")
+        server = getattr(ctx.workstation, "server_url", None)
+        self.server_label = QLabel(f"Server: {server}" if server else "No server configured")
+        self.server_label.setProperty("role", "hint")
+        self.username = QLineEdit()
+        self.username.setObjectName("username")
+        self.password = QLineEdit()
+        self.password.setObjectName("password")
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.otp = QLineEdit()
+        self.otp.setObjectName("otp")
+        self.otp.setPlaceholderText("6-digit code from your authenticator app")
+        self.otp.setMaxLength(8)
+        self.mode_label = QLabel()
+        self.mode_label.setObjectName("modeLabel")
+        self.mode_label.setWordWrap(True)
+        self.error_label = QLabel()
+        self.error_label.setObjectName("signInError")
+        self.error_label.setProperty("role", "error")
+        self.error_label.setWordWrap(True)
+        self.sign_in_button = QPushButton("Sign in")
+        self.sign_in_button.setObjectName("signInButton")
+        self.sign_in_button.setProperty("primary", True)
+        self.sign_in_button.setDefault(True)
+        self.sign_in_button.clicked.connect(self.sign_in)
+        for edit in (self.username, self.password, self.otp):
+            edit.returnPressed.connect(self.sign_in)
+        form = QFormLayout()
+        form.addRow("&Username", self.username)
+        form.addRow("&Password", self.password)
+        form.addRow("&Code (MFA)", self.otp)
+        card = QFrame()
+        card.setObjectName("signInCard")
+        card_layout = QVBoxLayout(card)
+        card_layout.setContentsMargins(28, 24, 28, 24)
+        card_layout.addWidget(title)
+        card_layout.addWidget(self.server_label)
+        card_layout.addSpacing(8)
+        card_layout.addLayout(form)
+        card_layout.addWidget(self.mode_label)
+        card_layout.addWidget(self.error_label)
+        card_layout.addWidget(self.sign_in_button)
+        card.setMaximumWidth(card.fontMetrics().horizontalAdvance("M") * 36)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(card, 3)
+        row.addStretch(1)
+        outer = QVBoxLayout(self)
+        outer.addStretch(1)
+        outer.addLayout(row)
+        outer.addStretch(2)
+        self.status_timer = QTimer(self)
+        self.status_timer.setSingleShot(True)
+        self.status_timer.setInterval(STATUS_DELAY_MS)
+        self.status_timer.timeout.connect(self.check_offline_status)
+        self.username.textEdited.connect(lambda _t: self.status_timer.start())
+        self.otp.textEdited.connect(lambda _t: self._update_mode())
+        self.offline_status: Any = None
+        self._update_mode()
+        self.username.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    # -- what the click will do --------------------------------------------------
+
+    def check_offline_status(self) -> None:
+        user = self.username.text().strip()
+        if not user:
+            self.offline_status = None
+            self._update_mode()
+            return
+        Op(self, lambda ws: ws.offline_sign_in_status(user), name="offline-status").success(
+            self._got_status
+        ).failure(lambda _e: None).run(self.ctx)
+
+    def _got_status(self, status: Any) -> None:
+        self.offline_status = status
+        self._update_mode()
+
+    def _update_mode(self) -> None:
+        has_code = bool(self.otp.text().strip())
+        status = self.offline_status
+        if has_code:
+            text, online = "Signs in online: the server checks your password and code.", True
+        elif status is not None and status.possible:
+            until = (
+                f" (possible until {status.valid_until:%d %b %H:%M})" if status.valid_until else ""
+            )
+            text, online = (
+                f"No code: signs in offline with your password{until}. "
+                "Changes are kept on this computer and sent at the next sync.",
+                False,
+            )
+        elif status is not None:
+            text, online = f"Offline sign-in is not possible: {status.reason}", False
+        else:
+            text, online = "Type your username, password and the code from your app.", True
+        self.mode_label.setText(text)
+        self.mode_label.setProperty("online", "true" if online else "false")
+        _restyle(self.mode_label)
+
+    # -- signing in ----------------------------------------------------------------
+
+    def sign_in(self) -> None:
+        user, password, code = (
+            self.username.text().strip(),
+            self.password.text(),
+            self.otp.text().strip(),
+        )
+        if not user or not password:
+            self.error_label.setText("Type your username and password.")
+            (self.username if not user else self.password).setFocus()
+            return
+        self.error_label.clear()
+        self.sign_in_button.setEnabled(False)
+        self.sign_in_button.setText("Signing in…")
+        if code:
+            Op(self, lambda ws: ws.sign_in_online(user, password, code), network=True).success(
+                self._done
+            ).failure(lambda e: self._online_failed(e, user, password)).run(self.ctx)
+        else:
+            self._offline(user, password)
+
+    def _online_failed(self, error: BaseException, user: str, password: str) -> None:
+        status = self.offline_status
+        if isinstance(error, NetworkUnavailable) and status is not None and status.possible:
+            self.mode_label.setText("The server cannot be reached: signing in offline.")
+            self._offline(user, password)
+            return
+        self._failed(error)
+
+    def _offline(self, user: str, password: str) -> None:
+        Op(self, lambda ws: ws.sign_in_offline(user, password)).success(self._done).failure(
+            self._failed
+        ).run(self.ctx)
+
+    def _failed(self, error: BaseException) -> None:
+        log_error(error)
+        self.sign_in_button.setEnabled(True)
+        self.sign_in_button.setText("Sign in")
+        self.error_label.setText(message_for(error))
+        self.password.clear()
+        self.otp.clear()
+        self.password.setFocus()
+
+    def _done(self, result: Any) -> None:
+        self.password.clear()
+        self.otp.clear()
+        self.sign_in_button.setEnabled(True)
+        self.sign_in_button.setText("Sign in")
+        self.ctx.user = result.user
+        self.signed_in.emit(result)

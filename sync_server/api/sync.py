@@ -1,0 +1,81 @@
+"""The sync protocol at /sync (DESIGN.md, "Sync protocol (contract)"): thin routes.
+
+Every route is authenticated (the bearer token behind `RepositoryDep`), and the
+services record the audit trail: the pull with the patients it delivered, each
+write of a push through the repository, each conflict stored, listed and
+resolved. The session commits once, after the handler: the answers are durable
+before the client sees them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from shared_models.sync_messages import (
+    DEFAULT_PULL_LIMIT,
+    INITIAL_CURSOR,
+    MAX_PULL_LIMIT,
+    ConflictState,
+    PushRequest,
+    ResolveRequest,
+)
+from sync_server.api.deps import RepositoryDep
+from sync_server.api.metrics import record_pull, record_push_results
+from sync_server.services import conflicts, sync_pull, sync_push
+
+router = APIRouter(prefix="/sync", tags=["Sync"])
+
+_JSON = "application/json"
+
+
+def _json(body: Any) -> Response:
+    return Response(orjson.dumps(body), media_type=_JSON)
+
+
+@router.get("/pull")
+def pull(
+    repo: RepositoryDep,
+    cursor: Annotated[str, Query(max_length=4096)] = INITIAL_CURSOR,
+    limit: Annotated[int, Query(ge=1, le=MAX_PULL_LIMIT)] = DEFAULT_PULL_LIMIT,
+) -> Response:
+    """Changes after `cursor` for the caller's scope: `{changes, cursor, has_more}`."""
+    page = sync_pull.pull(
+        session=repo.session,
+        ctx=repo.ctx,
+        guard=repo.guard,
+        audit=repo.audit,
+        cursor=cursor,
+        limit=limit,
+    )
+    record_pull(len(page.changes))
+    return Response(page.render(), media_type=_JSON)
+
+
+@router.post("/push")
+def push(repo: RepositoryDep, request: PushRequest) -> Response:
+    """One result per change, in the request's order: `{results: [...]}`."""
+    results = sync_push.push(repo=repo, request=request)
+    record_push_results(r.status for r in results)
+    return _json({"results": [r.model_dump(mode="json") for r in results]})
+
+
+@router.get("/conflicts")
+def list_conflicts(
+    repo: RepositoryDep,
+    status: ConflictState = "open",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> Response:
+    """The review queue: conflicts on patients the caller may see."""
+    records = conflicts.list_conflicts(repo=repo, status=status, limit=limit)
+    return _json({"conflicts": [r.model_dump(mode="json") for r in records]})
+
+
+@router.post("/conflicts/{conflict_id}/resolve")
+def resolve_conflict(repo: RepositoryDep, conflict_id: str, request: ResolveRequest) -> Response:
+    """Keep the server's version, the workstation's, or a merged resource."""
+    record = conflicts.resolve_conflict(repo=repo, conflict_id=conflict_id, request=request)
+    return _json(record.model_dump(mode="json"))

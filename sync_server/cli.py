@@ -1,0 +1,218 @@
+"""`ehr-server`: serve, migrate, import, seed-demo, demo (plus identity and ops commands).
+
+Every subcommand takes `--data-dir` (or `EHR_DATA_DIR`) and honours `DATABASE_URL`:
+with it the server uses that PostgreSQL, without it an embedded one under the data
+directory that stops cleanly on exit (SIGINT or SIGTERM). On the embedded database
+the schema is brought up to date automatically; an external one must be migrated
+with `ehr-server migrate` (a deployment step), and the other commands refuse to
+run on an out-of-date schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+from sync_server import cli_identity, cli_ops
+from sync_server.config import Settings
+from sync_server.db.engine import alembic_config, current_revisions, engine_for, migrate
+from sync_server.db.engine import make_sessionmaker
+from sync_server.logging_setup import configure_logging
+from sync_server.services.context import RequestContext
+from sync_server.services.demo_seed import seed_demo
+from sync_server.services.fhir_repository import FhirRepository
+from sync_server.services.importer import Importer
+from sync_server.services.system_access import SystemAudit, SystemGuard
+
+
+def settings_from(args: argparse.Namespace, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(overrides)
+    if getattr(args, "data_dir", None):
+        values["data_dir"] = Path(args.data_dir)
+    return Settings(**values)
+
+
+@contextmanager
+def ready_engine(settings: Settings) -> Iterator[Engine]:
+    """An engine on an up-to-date schema (migrating the embedded database when needed)."""
+    with engine_for(settings) as engine:
+        heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+        if current_revisions(engine) != heads:
+            if settings.database_url:
+                raise SystemExit("The database schema is not up to date: run `ehr-server migrate`.")
+            migrate(engine)
+        yield engine
+
+
+def system_repository(session: Any, purpose: str) -> FhirRepository:
+    return FhirRepository(session, RequestContext.for_system(purpose), SystemGuard(), SystemAudit())
+
+
+def _has_patients(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text("SELECT EXISTS (SELECT 1 FROM resources WHERE resource_type = 'Patient')")
+            ).scalar()
+        )
+
+
+def _seed(engine: Engine, patients: int, seed: int) -> None:
+    with make_sessionmaker(engine)() as session:
+        clinic = seed_demo(system_repository(session, "seed-demo"), seed=seed, patients=patients)
+        session.commit()
+    total = sum(clinic.counts.values())
+    print(f"Demo clinic seeded: {len(clinic.location_ids)} locations, {patients} patients, "
+          f"{total} resources.", flush=True)  # fmt: skip
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    with engine_for(settings) as engine:
+        migrate(engine)
+        print("Schema at " + ", ".join(sorted(current_revisions(engine))))
+    return 0
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> int:
+    with ready_engine(settings_from(args)) as engine:
+        _seed(engine, args.patients, args.seed)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.files]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        print(f"Not a file: {missing[0]}", file=sys.stderr)
+        return 2
+    tty = sys.stderr.isatty()
+
+    def progress(done: int) -> None:
+        if tty:
+            print(f"\r  imported {done:,} resources", end="", file=sys.stderr, flush=True)
+
+    with ready_engine(settings_from(args)) as engine:
+        importer = Importer(
+            make_sessionmaker(engine),
+            RequestContext.for_system("import"),
+            SystemGuard(),
+            SystemAudit(),
+            batch_size=args.batch_size,
+            progress=progress,
+        )
+        summary = importer.import_files(paths)
+    if tty:
+        print(file=sys.stderr)
+    print(f"Imported {summary.resources:,} resources from {summary.files} files "
+          f"in {summary.seconds:.1f} s ({summary.rate:,.0f}/s)")  # fmt: skip
+    for resource_type, count in sorted(summary.by_type.items()):
+        print(f"  {resource_type:<28} {count:>8,}")
+    for name, number, message in summary.errors:
+        print(f"  refused: {name} #{number}: {message}", file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def _serve(args: argparse.Namespace, *, demo: bool) -> int:
+    settings = settings_from(args, **({"demo_mode": True} if demo else {}))
+    configure_logging(settings)
+    with ready_engine(settings) as engine:
+        if (demo or args.seed_demo) and not _has_patients(engine):
+            _seed(engine, args.patients, args.seed)
+        url = engine.url.render_as_string(hide_password=False)
+        engine.dispose()
+        # Worker processes build their settings from the environment.
+        os.environ["DATABASE_URL"] = url
+        os.environ["EHR_DATA_DIR"] = str(settings.data_dir)
+        if demo:
+            os.environ["EHR_DEMO_MODE"] = "true"
+        scheme = "https" if args.tls_cert else "http"
+        print(f"Serving FHIR R4 at {scheme}://{args.host}:{args.port}/fhir/R4 (Ctrl+C stops)",
+              flush=True)  # fmt: skip
+        import uvicorn
+
+        uvicorn.run(
+            "sync_server.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            ssl_certfile=args.tls_cert,
+            ssl_keyfile=args.tls_key,
+            access_log=False,
+            log_config=None,
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=os.environ.get("EHR_DATA_DIR"),
+        help="where the embedded PostgreSQL and server keys live (env EHR_DATA_DIR)",
+    )
+    parser = argparse.ArgumentParser(prog="ehr-server", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for name, demo in (("serve", False), ("demo", True)):
+        p = sub.add_parser(name, parents=[common], help=f"{name} the FHIR server")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--tls-cert", default=None)
+        p.add_argument("--tls-key", default=None)
+        p.add_argument("--patients", type=int, default=60, help="demo patients when seeding")
+        p.add_argument("--seed", type=int, default=42)
+        if not demo:
+            p.add_argument("--seed-demo", action="store_true", help="seed demo data if empty")
+        p.set_defaults(func=lambda a, demo=demo: _serve(a, demo=demo), seed_demo=demo)
+
+    p = sub.add_parser("migrate", parents=[common], help="upgrade the schema to the latest")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("import", parents=[common], help="load FHIR Bundles and NDJSON files")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("seed-demo", parents=[common], help="generate a demo clinic")
+    p.add_argument("--patients", type=int, default=60)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_seed_demo)
+
+    cli_identity.register(sub)
+    cli_ops.register(sub)
+    return parser
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl+C, so the embedded PostgreSQL is stopped cleanly."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Alembic migrations of the server schema (run with `ehr-server migrate`)."""

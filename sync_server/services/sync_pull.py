@@ -1,0 +1,273 @@
+"""`GET /sync/pull`: a gap-free, scope-aware feed of resource versions.
+
+Why it never skips a late commit: every `resource_versions` row carries the
+id of the transaction that wrote it (`txid`). The feed is ordered by
+`(txid, seq)` and only reaches rows whose `txid` is below the oldest
+transaction still running (`pg_snapshot_xmin(pg_current_snapshot())`): all of
+those transactions have ended, so every such row is visible, and any row that
+appears later belongs to a transaction at or above that bound, which sorts
+after everything delivered. A sequence number taken early and committed late
+therefore waits for its turn instead of being jumped over.
+
+Partial replication: a workstation receives the resources of the patients
+cared for at its user's locations (`patient_locations`, through the
+`AccessGuard`) plus every resource outside a patient compartment
+(Practitioner, Location, Organization, Schedule, Slot ...), limited to the
+types the user's role may read. Break-the-glass grants are not replicated: they
+are short-lived and must not leave a copy on a workstation.
+
+The scope is recomputed on every pull and compared with the one the cursor
+covers. A patient who left it comes as an `out_of_scope` change. A patient who
+entered it is backfilled (the latest version of each of their resources up to
+the cursor's position; later versions come through the feed), and so is
+everything on the first pull, which therefore sends current versions, not the
+whole history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+from psycopg import Connection
+from sqlalchemy.orm import Session
+
+from shared_models.errors import Forbidden
+from shared_models.fhir_validation import SUPPORTED_TYPES
+from shared_models.sync_messages import DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT
+from sync_server.services.context import AccessGuard, AuditSink, RequestContext
+from sync_server.services.sync_cursor import (
+    EMPTY_SCOPE,
+    CursorInvalid,
+    CursorState,
+    cursor_key,
+    decode_cursor,
+    encode_cursor,
+)
+
+#: Patients handled per backfill query: bounds the rows PostgreSQL sorts per page.
+_BACKFILL_CHUNK = 200
+_SHARED = ""  # scope member standing for resources outside any patient compartment
+#: Backfill order: byte order (COLLATE "C"), the order Python sorts the patient ids in.
+_SCOPE_KEY = (
+    'coalesce(r.patient_id, \'\') COLLATE "C", r.resource_type COLLATE "C", r.id COLLATE "C"'
+)
+_BACKFILL_SQL = (  # only constants are spliced in
+    "SELECT v.txid::text::bigint, v.seq, r.resource_type, r.id, r.version_id, r.deleted,"  # noqa: S608
+    " r.resource::text, r.patient_id, coalesce(r.patient_id, '') AS owner"
+    " FROM resources r JOIN resource_versions v ON v.resource_type = r.resource_type"
+    " AND v.id = r.id AND v.version_id = r.version_id"
+    " WHERE NOT r.deleted AND coalesce(r.patient_id, '') = ANY(%s) AND r.resource_type = ANY(%s)"
+    f" AND ({_SCOPE_KEY}) > (%s, %s, %s) ORDER BY {_SCOPE_KEY} LIMIT %s"
+)
+
+
+@dataclass(frozen=True)
+class PullPage:
+    """One page, with each resource kept as the stored JSON text (sent as is)."""
+
+    changes: list[tuple[dict[str, Any], str | None]]
+    cursor: str
+    has_more: bool
+
+    def render(self) -> bytes:
+        """The contract's JSON, splicing stored resources in without re-parsing them."""
+        parts = []
+        for change, resource_json in self.changes:
+            head = orjson.dumps(change)
+            if resource_json is None:
+                parts.append(head)
+            else:
+                parts.append(head[:-1] + b',"resource":' + resource_json.encode() + b"}")
+        tail = orjson.dumps({"cursor": self.cursor, "has_more": self.has_more})
+        return b'{"changes":[' + b",".join(parts) + b"]," + tail[1:]
+
+
+def pull(
+    *,
+    session: Session,
+    ctx: RequestContext,
+    guard: AccessGuard,
+    audit: AuditSink,
+    cursor: str,
+    limit: int = DEFAULT_PULL_LIMIT,
+) -> PullPage:
+    """One page of changes after `cursor` for the caller's scope."""
+    limit = max(1, min(limit, MAX_PULL_LIMIT))
+    conn = _conn(session)
+    key = cursor_key(conn)
+    state = decode_cursor(key, ctx.username, cursor)
+    types = readable_types(session, ctx, guard)
+    bound = _xmin(conn)
+    if state.txid > bound:
+        raise CursorInvalid("The cursor is ahead of this server's feed")
+    now = visible_scope(conn, ctx, guard)
+    old = _load_scope(conn, state.scope)
+    removed: frozenset[str] = frozenset()
+    if state.target is not None:
+        target = _load_scope(conn, state.target)
+        if target != now:  # the scope moved during a backfill: aim at the new one
+            removed = (old | target) - now
+            state = replace(state, target=_store_scope(conn, now), after=None)
+    elif now != old:
+        removed = old - now
+        if now - old:
+            if state.initial:  # first pull: current versions up to now, then the feed
+                state = state.at(bound, 0)
+            state = replace(state, target=_store_scope(conn, now), after=None)
+        else:
+            state = replace(state, scope=_store_scope(conn, now))
+    changes: list[tuple[dict[str, Any], str | None]] = [
+        ({"seq": None, "resourceType": "Patient", "id": pid, "versionId": None,
+          "deleted": False, "out_of_scope": True}, None)
+        for pid in sorted(removed - {_SHARED})
+    ]  # fmt: skip
+    if state.target is not None:
+        rows, state = _backfill(conn, state, sorted(now - old), types, limit)
+        has_more = True
+    else:
+        rows, has_more = _feed(conn, state, sorted(now), types, bound, limit)
+        if rows:
+            state = state.at(rows[-1][0], rows[-1][1])
+        elif (state.txid, state.seq) < (bound, 0):
+            state = state.at(bound, 0)  # nothing in scope below the bound: skip the scan next time
+    changes += [_change(row) for row in rows]
+    patients = sorted({row[7] for row in rows if row[7]} | (removed - {_SHARED}))
+    audit.record(
+        session, ctx, action="sync-pull", outcome="success", patient_ids=patients,
+        detail={"count": len(changes)},
+    )  # fmt: skip
+    return PullPage(changes, encode_cursor(key, ctx.username, state), has_more)
+
+
+def readable_types(session: Session, ctx: RequestContext, guard: AccessGuard) -> list[str]:
+    """Resource types the caller's role may read (the guard decides)."""
+    out = []
+    for resource_type in sorted(SUPPORTED_TYPES):
+        try:
+            guard.authorize(session, ctx, "read", resource_type, None)
+        except Forbidden:
+            continue
+        out.append(resource_type)
+    return out
+
+
+def visible_scope(conn: Connection[Any], ctx: RequestContext, guard: AccessGuard) -> frozenset[str]:
+    """Patients whose charts the caller's workstation holds, plus the shared marker."""
+    locations = guard.visible_location_ids(ctx)
+    if locations is None:
+        rows = conn.execute(
+            "SELECT id FROM resources WHERE resource_type = 'Patient' AND NOT deleted"
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT DISTINCT patient_id FROM patient_locations WHERE location_id = ANY(%s)",
+            (sorted(locations),),
+        ).fetchall()
+    return frozenset(row[0] for row in rows) | {_SHARED}
+
+
+def _feed(
+    conn: Connection[Any],
+    state: CursorState,
+    scope: list[str],
+    types: list[str],
+    bound: int,
+    limit: int,
+) -> tuple[list[tuple[Any, ...]], bool]:
+    rows = conn.execute(
+        "SELECT txid::text::bigint, seq, resource_type, id, version_id, deleted,"
+        " resource::text, patient_id FROM resource_versions"
+        " WHERE (txid, seq) > (%s::text::xid8, %s) AND txid < %s::text::xid8"
+        " AND coalesce(patient_id, '') = ANY(%s) AND resource_type = ANY(%s)"
+        " ORDER BY txid, seq LIMIT %s",
+        (state.txid, state.seq, bound, scope, types, limit + 1),
+    ).fetchall()
+    return rows[:limit], len(rows) > limit
+
+
+def _backfill(
+    conn: Connection[Any],
+    state: CursorState,
+    added: list[str],
+    types: list[str],
+    limit: int,
+) -> tuple[list[tuple[Any, ...]], CursorState]:
+    """Current versions of the added patients' resources, at or below the cursor's position.
+
+    Walks the added patients in key order (byte order, as Python sorts), a chunk
+    at a time, scanning at most `limit` resources per page. A resource whose
+    current version is above the position is skipped here: the feed delivers
+    that version, and every later one, next.
+    """
+    after = state.after or ("", "", "")
+    pending = [p for p in added if p >= after[0]]
+    rows: list[tuple[Any, ...]] = []
+    room = limit
+    while pending and room > 0:
+        chunk = pending[:_BACKFILL_CHUNK]
+        batch = conn.execute(_BACKFILL_SQL, (chunk, types, *after, room + 1)).fetchall()
+        full = len(batch) > room
+        batch = batch[:room]
+        room -= len(batch)
+        rows += [row[:8] for row in batch if (row[0], row[1]) <= state.position]
+        if batch:
+            after = (batch[-1][8], batch[-1][2], batch[-1][3])
+        pending = [p for p in pending if p >= after[0]] if full else pending[len(chunk) :]
+    if pending:
+        return rows, replace(state, after=after)
+    assert state.target is not None
+    return rows, replace(state, scope=state.target, target=None, after=None)
+
+
+def _change(row: tuple[Any, ...]) -> tuple[dict[str, Any], str | None]:
+    _, seq, resource_type, resource_id, version_id, deleted, resource, _ = row
+    head = {
+        "seq": seq,
+        "resourceType": resource_type,
+        "id": resource_id,
+        "versionId": version_id,
+        "deleted": deleted,
+    }
+    return head, None if deleted else resource
+
+
+def _xmin(conn: Connection[Any]) -> int:
+    row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _digest(patients: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(patients)).encode()).hexdigest()[:40]
+
+
+def _store_scope(conn: Connection[Any], patients: frozenset[str]) -> str:
+    if not patients:
+        return EMPTY_SCOPE
+    digest = _digest(patients)
+    conn.execute(
+        "INSERT INTO sync_scope_snapshots (digest, patient_ids) VALUES (%s, %s)"
+        " ON CONFLICT (digest) DO NOTHING",
+        (digest, sorted(patients)),
+    )
+    return digest
+
+
+def _load_scope(conn: Connection[Any], digest: str) -> frozenset[str]:
+    if digest == EMPTY_SCOPE:
+        return frozenset()
+    row = conn.execute(
+        "SELECT patient_ids FROM sync_scope_snapshots WHERE digest = %s", (digest,)
+    ).fetchone()
+    if row is None:
+        raise CursorInvalid("The cursor's scope has expired; start again from cursor 0")
+    return frozenset(row[0])
+
+
+def _conn(session: Session) -> Connection[Any]:
+    conn: Connection[Any] = session.connection().connection.driver_connection  # type: ignore[assignment]
+    return conn

@@ -1,0 +1,188 @@
+"""Helpers of the scheduling tests: a two-site clinic from real sample data, HTTP clients.
+
+Two Locations in different time zones (`loc-east` America/New_York, `loc-west`
+America/Chicago), three Synthea practitioners with a Schedule each (two east,
+one west), four Synthea patients cared for at `loc-east` (an Encounter there).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from identity_support import bearer, login, make_user, system_repository
+from sqlalchemy.orm import Session
+
+from shared_models.fhir_constants import TIMEZONE_EXTENSION
+from shared_models.scheduling import ScheduleTemplate, slot_resource, slot_times
+
+ZONES = {"loc-east": "America/New_York", "loc-west": "America/Chicago"}
+_BULK = "fhir-synthea/bulk-ndjson-10-patients"
+_BUNDLES = "fhir-synthea/bundles-2019"
+
+#: Mon-Fri 08:00-12:00 in 20-minute slots with a 10:00-10:20 break.
+WEEKDAY_TEMPLATE: dict[str, Any] = {
+    "weekdays": [1, 2, 3, 4, 5],
+    "start": "08:00",
+    "end": "12:00",
+    "slot_minutes": 20,
+    "breaks": [["10:00", "10:20"]],
+}
+
+
+@dataclass
+class SchedulingClinic:
+    patients: list[str]
+    practitioners: list[str]
+    #: Schedule id per practitioner id.
+    schedules: dict[str, str]
+    #: Location id per schedule id.
+    schedule_location: dict[str, str]
+
+
+def location(location_id: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Location",
+        "id": location_id,
+        "name": f"Clinic {location_id}",
+        "status": "active",
+        "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": ZONES[location_id]}],
+    }
+
+
+def next_monday(weeks_ahead: int = 1) -> date:
+    today = date.today()
+    return today + timedelta(days=7 * weeks_ahead - today.weekday())
+
+
+def seed_scheduling_clinic(server: Any, shared_data: Path) -> SchedulingClinic:
+    patients = [
+        json.loads(line)
+        for line in (shared_data / _BULK / "Patient.000.ndjson").read_text().splitlines()[:4]
+    ]
+    encounter = next(
+        json.loads(line)
+        for line in (shared_data / _BULK / "Encounter.000.ndjson").read_text().splitlines()
+    )
+    bundle = next((shared_data / _BUNDLES).glob("practitionerInformation*.json"))
+    practitioners = [e["resource"] for e in json.loads(bundle.read_text())["entry"][:3]]
+    writes: list[dict[str, Any]] = [location(loc) for loc in ZONES] + patients + practitioners
+    for patient in patients:
+        visit = copy.deepcopy(encounter)
+        visit["id"] = str(uuid.uuid4())
+        visit["subject"] = {"reference": f"Patient/{patient['id']}"}
+        visit["location"] = [{"location": {"reference": "Location/loc-east"}}]
+        writes.append(visit)
+    schedules: dict[str, str] = {}
+    schedule_location: dict[str, str] = {}
+    for practitioner, loc in zip(practitioners, ("loc-east", "loc-east", "loc-west"), strict=True):
+        schedule_id = f"sched-{practitioner['id'][:8]}"
+        schedules[practitioner["id"]] = schedule_id
+        schedule_location[schedule_id] = loc
+        writes.append(
+            {
+                "resourceType": "Schedule",
+                "id": schedule_id,
+                "active": True,
+                "actor": [
+                    {"reference": f"Practitioner/{practitioner['id']}"},
+                    {"reference": f"Location/{loc}"},
+                ],
+            }
+        )
+    with Session(server.engine) as session:
+        repo = system_repository(session)
+        for resource in writes:
+            repo.update(resource["resourceType"], resource["id"], resource)
+        session.commit()
+    return SchedulingClinic(
+        patients=[p["id"] for p in patients],
+        practitioners=[p["id"] for p in practitioners],
+        schedules=schedules,
+        schedule_location=schedule_location,
+    )
+
+
+class SchedulingClient:
+    """A signed-in user calling /scheduling and /fhir/R4 over real HTTP."""
+
+    def __init__(self, server: Any, role: str, locations: list[str]) -> None:
+        self.user = make_user(server, f"{role}.{uuid.uuid4().hex[:8]}", [role], locations)
+        self.http = httpx.Client(base_url=server.url, timeout=60)
+        self.http.headers.update(bearer(login(self.http, self.user)["access_token"]))
+
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self.http.post(f"/scheduling{path}", json=body)
+
+    def generate(self, schedule: str, first: date, last: date, **template: Any) -> dict[str, Any]:
+        body = {
+            "schedule": f"Schedule/{schedule}",
+            "template": {**WEEKDAY_TEMPLATE, **template},
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+        }
+        response = self.post("/slots/generate", body)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def free_slots(self, **params: Any) -> list[dict[str, Any]]:
+        response = self.http.get("/scheduling/free-slots", params=params)
+        assert response.status_code == 200, response.text
+        return [e["resource"] for e in response.json()["entry"]]
+
+    def fhir(self, path: str, **params: Any) -> httpx.Response:
+        return self.http.get(f"/fhir/R4/{path}", params=params)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def local_clinic(
+    shared_data: Path,
+    first_day: date,
+    *,
+    days: int = 7,
+    practitioners: int = 2,
+    zone: str = "America/Chicago",
+    location_id: str = "loc-main",
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """A workstation cache's scheduling data: a Location in `zone`, Synthea practitioners
+    with a Schedule each, and free 20-minute slots 08:00-12:00 every day from `first_day`.
+
+    Returns (resources, practitioner ids)."""
+    bundle = next((shared_data / _BUNDLES).glob("practitionerInformation*.json"))
+    people = [e["resource"] for e in json.loads(bundle.read_text())["entry"][:practitioners]]
+    place = {
+        "resourceType": "Location",
+        "id": location_id,
+        "name": f"Clinic {location_id}",
+        "status": "active",
+        "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": zone}],
+    }
+    out: list[dict[str, Any]] = [place, *people]
+    template = ScheduleTemplate(frozenset(range(1, 8)), time(8), time(12), 20)
+    last = first_day + timedelta(days=days - 1)
+    for person in people:
+        schedule_id = f"sched-{location_id}-{person['id'][:8]}"
+        actors = [f"Practitioner/{person['id']}", f"Location/{location_id}"]
+        out.append(
+            {
+                "resourceType": "Schedule",
+                "id": schedule_id,
+                "active": True,
+                "actor": [{"reference": a} for a in actors],
+            }
+        )
+        out += [
+            slot_resource(schedule_id, start, end)
+            for start, end in slot_times(template, first_day, last, ZoneInfo(zone))
+        ]
+    return out, [p["id"] for p in people]

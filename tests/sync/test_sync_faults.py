@@ -1,0 +1,310 @@
+"""Fault injection with real processes: kill -9 the syncing workstation, kill the server.
+
+The workstation process is the real headless command (`ehr-desktop sync`, run
+as `python -m desktop.cli sync`) on a real SQLCipher profile; it is killed with
+SIGKILL at random points of its run. The server is a real `ehr-server serve`
+process on its own PostgreSQL database, killed with SIGKILL while a push is in
+flight and started again on the same port. Afterwards: zero lost and zero
+duplicated changes, and the workstation holds exactly the server's state.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from desktop_store_helpers import FAST_KDF, keychain_env
+from identity_support import PASSWORD, TestUser, make_user
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+from sync_support import (
+    LOCATION,
+    SeededCharts,
+    goal,
+    local_state,
+    seed_charts,
+    server_state,
+    signed_in,
+    strip_meta,
+    synthea_patients,
+    version_counts,
+)
+
+from desktop.services.workstation import Workstation
+from desktop.sync import engine as sync_engine
+from desktop.sync.progress import SyncProgress
+from desktop.sync.retry import RetryPolicy
+from sync_server.config import Settings
+from sync_server.db.engine import make_engine, migrate
+from sync_server.services import users
+from sync_server.services.identity import build_runtime
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Ledger:
+    """Every change made in a test, to prove afterwards that each landed exactly once."""
+
+    created: set[str] = field(default_factory=set)
+    #: goal id -> notes added to it locally
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _edit_offline(profile: Path, user: TestUser, charts: SeededCharts, ledger: Ledger, n: int):
+    """Queue `n` new goals and `n // 3` note additions on the profile (offline sign-in)."""
+    with Workstation.open(profile, None, kdf=FAST_KDF) as ws:
+        ws.sign_in_offline(user.username, PASSWORD)
+        for i in range(n):
+            patient = charts.patient_ids[i % len(charts.patient_ids)]
+            item = goal(patient, f"created offline {uuid.uuid4().hex[:8]}")
+            ws.save_resource(item, None)
+            ledger.created.add(item["id"])
+        for i in range(n // 3):
+            goal_id = charts.goal_ids[i % len(charts.goal_ids)]
+            resource, version = ws.get_resource("Goal", goal_id)
+            note = f"note {uuid.uuid4().hex[:8]}"
+            resource = strip_meta(resource)
+            resource["note"] = [*resource.get("note", []), {"text": note}]
+            ws.save_resource(resource, version)
+            ledger.notes.setdefault(goal_id, []).append(note)
+
+
+def _remote_writes(engine: Engine, charts: SeededCharts, n: int) -> None:
+    seed_charts_goals = [goal(charts.patient_ids[i % len(charts.patient_ids)], f"remote {i}")
+                         for i in range(n)]  # fmt: skip
+    from identity_support import system_repository
+
+    with Session(engine) as session:
+        repo = system_repository(session)
+        for item in seed_charts_goals:
+            repo.write_version("Goal", item["id"], item)
+        session.commit()
+
+
+def _assert_exactly_once(engine: Engine, ws: Workstation, ledger: Ledger) -> None:
+    assert ws.list_pending_changes() == [] and ws.list_conflicts() == []
+    counts = version_counts(engine, "Goal")
+    assert {g: counts.get(g) for g in ledger.created} == dict.fromkeys(ledger.created, 1)
+    current = server_state(engine)
+    for goal_id, notes in ledger.notes.items():
+        held = [n["text"] for n in current[("Goal", goal_id)][1].get("note", [])]
+        assert sorted(held) == sorted(notes), goal_id  # each note once, none missing
+        assert counts[goal_id] == 1 + len(notes), goal_id  # one version per edit
+    assert local_state(ws) == current
+
+
+# -- kill -9 the workstation ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kill_setup(secure_server: Any, shared_data: Path, tmp_path_factory: Any):
+    user = make_user(secure_server, "dr.kill", ["physician"], [LOCATION])
+    charts = seed_charts(
+        secure_server.engine, synthea_patients(shared_data)[:3], goals_per_patient=3
+    )
+    profile = tmp_path_factory.mktemp("ws-kill")
+    signed_in(profile, secure_server.url, user).close()
+    return secure_server, user, charts, profile
+
+
+def _sync_process(url: str, profile: Path, user: TestUser, keychain: Path) -> subprocess.Popen:
+    env = {**os.environ, **keychain_env(keychain)}
+    command = [sys.executable, "-m", "desktop.cli", "sync", "--profile", str(profile),
+               "--server", url, "--user", user.username, "--password-stdin"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    proc.stdin.write((PASSWORD + "\n").encode())
+    proc.stdin.close()
+    return proc
+
+
+def _kill_runs(kill_setup: Any, keychain: Path, runs: int, seed: int) -> dict[str, int]:
+    server, user, charts, profile = kill_setup
+    rng = random.Random(seed)
+    ledger = Ledger()
+    # Calibrate: how long a whole run takes here (process start, sign-in, sync).
+    _edit_offline(profile, user, charts, ledger, 30)
+    started = time.monotonic()
+    proc = _sync_process(server.url, profile, user, keychain)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"sync complete" in out
+    whole = time.monotonic() - started
+    outcomes = {"killed": 0, "finished": 0}
+    for _ in range(runs):
+        _edit_offline(profile, user, charts, ledger, rng.randint(10, 60))
+        _remote_writes(server.engine, charts, rng.randint(0, 40))
+        proc = _sync_process(server.url, profile, user, keychain)
+        time.sleep(rng.uniform(0.3 * whole, 1.1 * whole))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            outcomes["killed"] += 1
+        else:
+            outcomes["finished"] += 1
+        proc.communicate(timeout=60)
+    proc = _sync_process(server.url, profile, user, keychain)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    with Workstation.open(profile, None, kdf=FAST_KDF) as ws:
+        ws.sign_in_offline(user.username, PASSWORD)
+        _assert_exactly_once(server.engine, ws, ledger)
+    return outcomes
+
+
+def test_kill_9_of_the_syncing_workstation_loses_and_duplicates_nothing(
+    kill_setup: Any, module_keychain: Path
+) -> None:
+    outcomes = _kill_runs(kill_setup, module_keychain, runs=20, seed=20261128)
+    print(f"kill -9 runs: {outcomes}")
+    assert outcomes["killed"] >= 15, outcomes  # most runs really die mid-way
+
+
+@pytest.mark.slow
+def test_kill_9_a_hundred_times(kill_setup: Any, module_keychain: Path) -> None:
+    outcomes = _kill_runs(kill_setup, module_keychain, runs=100, seed=4)
+    print(f"kill -9 runs: {outcomes}")
+    assert outcomes["killed"] >= 75, outcomes
+
+
+def test_status_command_prints_online_pending_and_conflicts(
+    kill_setup: Any, module_keychain: Path
+) -> None:
+    server, user, _, profile = kill_setup
+    env = {**os.environ, **keychain_env(module_keychain)}
+    command = [sys.executable, "-m", "desktop.cli", "status", "--profile", str(profile),
+               "--server", server.url, "--user", user.username, "--password-stdin"]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=REPO, env=env, input=(PASSWORD + "\n").encode(), capture_output=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    lines = dict(line.split(": ", 1) for line in done.stdout.decode().splitlines())
+    assert lines["online"] == "online" and lines["last_sync"] != "never"
+    assert lines["pending_changes"].isdigit() and lines["open_conflicts"].isdigit()
+
+
+# -- kill -9 the server during a push ----------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    port: int
+    env: dict[str, str]
+    engine: Engine
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "sync_server.cli", "serve", "--host", "127.0.0.1",
+                   "--port", str(self.port)]  # fmt: skip
+        self.proc = subprocess.Popen(
+            command, cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.proc.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server_process(create_database: Any, tmp_path_factory: Any) -> Iterator[ServerProcess]:
+    url = create_database()
+    engine = make_engine(url)
+    migrate(engine)
+    data_dir = tmp_path_factory.mktemp("server-data")
+    from server_fixtures import free_port
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "EHR_DATA_DIR": str(data_dir)}
+    server = ServerProcess(f"http://127.0.0.1:{port}", port, env, engine)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGTERM)
+            server.proc.wait(timeout=30)
+        engine.dispose()
+
+
+def _user_on(server: ServerProcess, data_dir: str) -> TestUser:
+    runtime = build_runtime(Settings(data_dir=Path(data_dir), database_url=None))
+    with Session(server.engine) as session:
+        _, enrolment = users.create_user(
+            session, runtime.keys, runtime.security, username="dr.restart", password=PASSWORD,
+            roles=["physician"], location_ids=[LOCATION],
+        )  # fmt: skip
+        session.commit()
+    return TestUser("dr.restart", PASSWORD, enrolment.secret)
+
+
+def test_server_killed_in_the_middle_of_a_push(
+    server_process: ServerProcess, shared_data: Path, tmp_path: Path
+) -> None:
+    server = server_process
+    user = _user_on(server, server.env["EHR_DATA_DIR"])
+    charts = seed_charts(server.engine, synthea_patients(shared_data)[:3], goals_per_patient=3)
+    profile = tmp_path / "ws"
+    signed_in(profile, server.url, user).close()
+    ledger = Ledger()
+    _edit_offline(profile, user, charts, ledger, 1400)  # three push batches
+    progress = SyncProgress()
+    failures: list[BaseException] = []
+    with Workstation.open(profile, server.url, kdf=FAST_KDF) as ws:
+        ws.sign_in_offline(user.username, PASSWORD)
+
+        def run() -> None:
+            try:
+                sync_engine.run_sync(
+                    ws._db(), ws._authed_api(), workstation_id=ws.workstation_id,
+                    progress=progress, retry=RetryPolicy(attempts=30, base_delay=0.2, max_delay=1),
+                )  # fmt: skip
+            except BaseException as exc:
+                failures.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while progress.latest().pushed < 500 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(random.uniform(0.0, 0.05))  # the second batch is on the wire now
+        assert progress.latest().phase == "push", progress.latest()
+        server.kill()
+        time.sleep(0.5)
+        server.start()
+        worker.join(timeout=120)
+        assert not worker.is_alive() and failures == [], failures
+        with server.engine.connect() as conn:
+            logged = conn.execute(text("SELECT count(*) FROM sync_push_log")).scalar()
+        total = len(ledger.created) + sum(len(v) for v in ledger.notes.values())
+        assert logged == total
+        _assert_exactly_once(server.engine, ws, ledger)
+    assert orjson.dumps(progress.latest().phase) == b'"done"'
