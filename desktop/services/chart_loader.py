@@ -53,9 +53,14 @@ def _status_code(concept: Any) -> str:
     return ""
 
 
+def _from_instant(text: str) -> datetime:
+    """Parse our index format `YYYY-MM-DDTHH:MM:SSZ` (fromisoformat: ~20x faster than strptime)."""
+    return datetime.fromisoformat(text[:-1] + "+00:00")
+
+
 def _parse_instant(value: Any) -> datetime | None:
     text = indexing.instant(value)
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if text else None
+    return _from_instant(text) if text else None
 
 
 def age_on(birth: date, today: date) -> int:
@@ -226,7 +231,7 @@ def _vitals(
             observation_id=oid,
             code=head.obs_code,
             label=head.label,
-            effective=datetime.strptime(head.effective, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+            effective=_from_instant(head.effective),
             values=tuple(values[oid]),
             pending=oid in pending,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared_models.vitals import VITAL_SIGNS
 
@@ -29,8 +29,9 @@ class PatientRow:
     sex: str | None
 
 
-@dataclass(frozen=True)
-class ObservationRow:
+class ObservationRow(NamedTuple):
+    """One row of `observation_index` (a NamedTuple: charts build thousands of them)."""
+
     observation_id: str
     patient_id: str
     code: str

@@ -61,43 +61,44 @@ def apply_remote_page(
     applied = removed = kept = 0
     held: list[str] = []
     with db.transaction() as conn:
+        pending = _pending_keys(conn)
+        upserts: list[tuple[dict[str, Any], bytes, int | None]] = []
         for change in changes:
+            key = (change.resource_type, change.id)
             if change.out_of_scope:
                 if change.resource_type == "Patient":
                     if _purge_patient(conn, change.id):
                         removed += 1
                     else:
                         held.append(change.id)
-                elif not outbox.has_pending(conn, change.resource_type, change.id):
-                    resources.remove(conn, change.resource_type, change.id)
+                elif key not in pending:
+                    resources.remove(conn, *key)
                     removed += 1
-                continue
-            dirty = _dirty(conn, change.resource_type, change.id)
-            if dirty:
+            elif key in pending:
                 conn.execute(
                     "UPDATE resources SET remote_version_id = ? WHERE resource_type = ? AND id = ?",
-                    (change.version_id, change.resource_type, change.id),
+                    (change.version_id, *key),
                 )
                 kept += 1
             elif change.deleted or change.resource_json is None:
-                resources.remove(conn, change.resource_type, change.id)
+                resources.remove(conn, *key)
                 removed += 1
             else:
-                parsed = orjson.loads(change.resource_json)
-                resources.put(
-                    conn, parsed, change.resource_json, version_id=change.version_id, dirty=False
-                )
-                applied += 1
+                raw = change.resource_json
+                upserts.append((orjson.loads(raw), raw, change.version_id))
+        resources.put_many(conn, upserts, dirty=False)
+        applied = len(upserts)
         sync_state.put(conn, sync_state.CURSOR, new_cursor)
     return PageResult(applied, removed, kept, tuple(held))
 
 
-def _dirty(conn: Connection, resource_type: str, resource_id: str) -> bool:
-    row = conn.execute(
-        "SELECT dirty FROM resources WHERE resource_type = ? AND id = ?",
-        (resource_type, resource_id),
-    ).fetchone()
-    return bool(row and row[0]) or outbox.has_pending(conn, resource_type, resource_id)
+def _pending_keys(conn: Connection) -> set[tuple[str, str]]:
+    """Resources with a local change not yet on the server (a handful, not the cache)."""
+    rows = conn.execute(
+        "SELECT resource_type, id FROM resources WHERE dirty = 1"
+        " UNION SELECT resource_type, id FROM outbox"
+    ).fetchall()
+    return {(r[0], r[1]) for r in rows}
 
 
 def _purge_patient(conn: Connection, patient_id: str) -> bool:

@@ -89,62 +89,119 @@ def put(
     dirty: bool,
 ) -> str | None:
     """Insert or replace one resource and its index rows; returns its patient id."""
-    rtype, rid = resource["resourceType"], resource["id"]
-    patient_id = indexing.patient_of(resource)
-    conn.execute(
+    return put_many(conn, [(resource, raw_json, version_id)], dirty=dirty)[0]
+
+
+def put_many(
+    conn: Connection,
+    items: Sequence[tuple[dict[str, Any], bytes, int | None]],
+    *,
+    dirty: bool,
+) -> list[str | None]:
+    """Insert or replace resources (parsed, raw JSON, server version) with their index rows.
+
+    Batched with `executemany` per table: this is the sync pull's hot path.
+    Returns each resource's patient id.
+    """
+    existing = _existing(conn, [(r["resourceType"], r["id"]) for r, _, _ in items])
+    rows: list[tuple[Any, ...]] = []
+    index = _IndexRows()
+    patient_ids: list[str | None] = []
+    for resource, raw_json, version_id in items:
+        rtype, rid = resource["resourceType"], resource["id"]
+        patient_id = indexing.patient_of(resource)
+        patient_ids.append(patient_id)
+        rows.append((rtype, rid, version_id, patient_id, raw_json, int(dirty)))
+        if (rtype, rid) in existing:
+            drop_index_rows(conn, rtype, rid)
+        index.add(resource, patient_id)
+    conn.executemany(
         "INSERT INTO resources (resource_type, id, version_id, patient_id, json, dirty, deleted,"
         " remote_version_id) VALUES (?, ?, ?, ?, ?, ?, 0, NULL)"
         " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id,"
         " patient_id = excluded.patient_id, json = excluded.json, dirty = excluded.dirty,"
         " deleted = 0, remote_version_id = NULL",
-        (rtype, rid, version_id, patient_id, raw_json, int(dirty)),
+        rows,
     )
-    drop_index_rows(conn, rtype, rid)
-    add_index_rows(conn, resource, patient_id)
-    return patient_id
+    index.write(conn)
+    return patient_ids
 
 
-def add_index_rows(conn: Connection, resource: dict[str, Any], patient_id: str | None) -> None:
-    """Index rows of a resource whose old rows are already gone."""
-    rtype = resource["resourceType"]
-    if rtype == "Patient":
-        row = indexing.patient_row(resource)
-        if row is not None:
-            cursor = conn.execute(
-                "INSERT INTO patient_index (patient_id, display_name, family, given, mrn,"
-                " birth_date, sex) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row.patient_id, row.display_name, row.family, row.given, row.mrn,
-                 row.birth_date, row.sex),
-            )  # fmt: skip
-            conn.execute(
-                "INSERT INTO patient_fts (rowid, names) VALUES (?, ?)",
-                (cursor.lastrowid, indexing.all_names(resource)),
-            )
-    elif rtype == "Observation":
-        conn.executemany(
-            "INSERT INTO observation_index VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
+def _existing(conn: Connection, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of `keys` already have a row (their old index rows must go)."""
+    found: set[tuple[str, str]] = set()
+    for i in range(0, len(keys), 400):
+        chunk = keys[i : i + 400]
+        pairs = ",".join(["(?, ?)"] * len(chunk))
+        rows = conn.execute(
+            "SELECT resource_type, id FROM resources"  # noqa: S608 - placeholders only
+            f" WHERE (resource_type, id) IN (VALUES {pairs})",
+            [part for key in chunk for part in key],
+        ).fetchall()
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
+class _IndexRows:
+    """Index rows collected for one batch, written with one `executemany` per table."""
+
+    def __init__(self) -> None:
+        self.patients: list[tuple[Any, ...]] = []
+        self.names: list[tuple[str, str]] = []
+        self.observations: list[tuple[Any, ...]] = []
+        self.appointments: list[tuple[Any, ...]] = []
+        self.slots: list[tuple[Any, ...]] = []
+
+    def add(self, resource: dict[str, Any], patient_id: str | None) -> None:
+        rtype = resource["resourceType"]
+        if rtype == "Patient":
+            row = indexing.patient_row(resource)
+            if row is not None:
+                self.patients.append(
+                    (row.patient_id, row.display_name, row.family, row.given, row.mrn,
+                     row.birth_date, row.sex)
+                )  # fmt: skip
+                self.names.append((indexing.all_names(resource), row.patient_id))
+        elif rtype == "Observation":
+            self.observations += [
                 (r.observation_id, r.patient_id, r.code, r.obs_code, r.label, int(r.vital),
                  r.effective, r.value, r.unit)
                 for r in indexing.observation_rows(resource, patient_id)
-            ],
-        )  # fmt: skip
-    elif rtype == "Appointment":
-        appt = indexing.appointment_row(resource)
-        if appt is not None:
-            conn.execute(
-                "INSERT OR REPLACE INTO appointment_index VALUES (?, ?, ?, ?, ?, ?)",
-                (appt.appointment_id, appt.day, appt.start, appt.location_id,
-                 appt.practitioner_id, appt.patient_id),
-            )  # fmt: skip
-    elif rtype == "Slot":
-        schedule = indexing.reference_id(resource.get("schedule"), "Schedule")
-        start = indexing.instant(resource.get("start"))
-        if schedule and start:
-            conn.execute(
-                "INSERT OR REPLACE INTO slot_index VALUES (?, ?, ?, ?)",
-                (resource["id"], schedule, start, str(resource.get("status", ""))),
-            )
+            ]  # fmt: skip
+        elif rtype == "Appointment":
+            appt = indexing.appointment_row(resource)
+            if appt is not None:
+                self.appointments.append(
+                    (appt.appointment_id, appt.day, appt.start, appt.location_id,
+                     appt.practitioner_id, appt.patient_id)
+                )  # fmt: skip
+        elif rtype == "Slot":
+            schedule = indexing.reference_id(resource.get("schedule"), "Schedule")
+            start = indexing.instant(resource.get("start"))
+            if schedule and start:
+                self.slots.append(
+                    (resource["id"], schedule, start, str(resource.get("status", "")))
+                )
+
+    def write(self, conn: Connection) -> None:
+        conn.executemany(
+            "INSERT INTO patient_index (patient_id, display_name, family, given, mrn,"
+            " birth_date, sex) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.patients,
+        )
+        # The FTS row shares the rowid of the patient_index row.
+        conn.executemany(
+            "INSERT INTO patient_fts (rowid, names)"
+            " SELECT rowid, ? FROM patient_index WHERE patient_id = ?",
+            self.names,
+        )
+        conn.executemany(
+            "INSERT INTO observation_index VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.observations
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO appointment_index VALUES (?, ?, ?, ?, ?, ?)", self.appointments
+        )
+        conn.executemany("INSERT OR REPLACE INTO slot_index VALUES (?, ?, ?, ?)", self.slots)
 
 
 def drop_index_rows(conn: Connection, resource_type: str, resource_id: str) -> None:
@@ -235,7 +292,7 @@ def vital_rows(conn: Connection, patient_id: str, since: str) -> list[indexing.O
         " ORDER BY effective DESC, observation_id, rowid",
         (patient_id, since),
     ).fetchall()
-    return [indexing.ObservationRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), *r[6:]) for r in rows]
+    return [indexing.ObservationRow(*r) for r in rows]
 
 
 def upcoming_appointment_ids(conn: Connection, patient_id: str, since: str) -> list[str]:

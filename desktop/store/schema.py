@@ -27,6 +27,7 @@ CREATE TABLE resources (
     UNIQUE (resource_type, id)
 );
 CREATE INDEX resources_by_patient ON resources (patient_id, resource_type);
+CREATE INDEX resources_dirty ON resources (dirty) WHERE dirty = 1;
 
 CREATE TABLE patient_index (
     rowid        INTEGER PRIMARY KEY,  -- also the rowid of the patient's patient_fts row

@@ -30,6 +30,7 @@ from desktop.ui.initial_download import InitialDownloadDialog
 from desktop.ui.lock_screen import LockScreen
 from desktop.ui.ops import Op
 from desktop.ui.patient_search import PatientSearch
+from desktop.ui.schedule.page import SchedulePage
 from desktop.ui.schedule_today import TodaySchedule
 from desktop.ui.signin import SignInScreen
 from desktop.ui.status_bar import SyncStatusBar
@@ -135,6 +136,7 @@ class MainWindow(QMainWindow):
         self._action(patient, "&Home", "Ctrl+Home", lambda: self.tabs.setCurrentIndex(0))
         self._action(patient, "Open outside my locations (&break the glass)…", "Ctrl+Shift+B",
                      self.break_glass)  # fmt: skip
+        self._action(patient, "&Schedule: day and week…", "Ctrl+Shift+S", self.show_schedule)
         sync = bar.addMenu("S&ync")
         self._action(sync, "&Sync now", "F5", self.status.sync)
         self._action(sync, "&Worklist and conflicts", "Ctrl+Shift+W", self.show_worklist)
@@ -254,6 +256,20 @@ class MainWindow(QMainWindow):
 
     def close_current(self) -> None:
         self.close_tab(self.tabs.currentIndex())
+
+    def show_schedule(self) -> SchedulePage:
+        """The schedule (day and week views, booking, check-in) in a window of its own."""
+        page: SchedulePage | None = getattr(self, "schedule_page", None)
+        if page is None:
+            page = self.schedule_page = SchedulePage(self.ctx, self)
+            page.setWindowFlag(Qt.WindowType.Window)
+            page.setWindowTitle("Schedule")
+            page.open_patient.connect(self.open_chart)
+            page.resize(1100, 700)
+        page.show()
+        page.raise_()
+        page.load_scopes()
+        return page
 
     def next_tab(self) -> None:
         self.tabs.setCurrentIndex((self.tabs.currentIndex() + 1) % self.tabs.count())

@@ -99,8 +99,10 @@ class TaskRunner(QObject):
         network: bool = False,
     ) -> Future[T]:
         """Run `fn(workstation)` off the GUI thread; `on_done(future)` runs on the GUI thread."""
-        if self._closed:
-            raise RuntimeError("task runner is shut down")
+        if self._closed:  # a timer firing while the window closes: nothing to do
+            cancelled: Future[T] = Future()
+            cancelled.cancel()
+            return cancelled
         executor = self._network if network else self._store
         self._in_flight += 1
         self.busy_changed.emit(self._in_flight)

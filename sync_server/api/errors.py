@@ -82,8 +82,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClinicError, _clinic_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_middleware(UnexpectedErrorMiddleware)
+    # Starlette wraps in reverse order: the size limit sits inside the catch-all.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=app.state.settings.max_body_bytes)
+    app.add_middleware(UnexpectedErrorMiddleware)
 
 
 def _send_outcome(send: Send, status: int, body: dict[str, Any]) -> Any:

@@ -82,9 +82,11 @@ class ChainedAuditSink:
         patient_ids: list[str] | None,
         detail: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        patients = sorted(set(patient_ids or []))
+        patients = set(patient_ids or [])
+        if resource_type == "Patient" and resource_id:
+            patients.add(resource_id)  # a Patient is in its own compartment (denials too)
         detail = dict(detail or {})
-        reasons = {p: ctx.break_glass[p] for p in patients if p in ctx.break_glass}
+        reasons = {p: ctx.break_glass[p] for p in sorted(patients) if p in ctx.break_glass}
         if reasons:
             detail["break_glass_reasons"] = reasons
         if ctx.scopes is not None:
@@ -102,7 +104,7 @@ class ChainedAuditSink:
             "outcome": outcome,
             "resource_type": resource_type,
             "resource_id": resource_id,
-            "patient_ids": patients,
+            "patient_ids": sorted(patients),
             "detail": detail,
         }
 

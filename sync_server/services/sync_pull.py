@@ -21,7 +21,7 @@ covers. A patient who left it comes as an `out_of_scope` change. A patient who
 entered it is backfilled (the latest version of each of their resources up to
 the cursor's position; later versions come through the feed), and so is
 everything on the first pull, which therefore sends current versions, not the
-whole history.
+whole history. A scope change during a backfill is handled once it ends.
 """
 
 from __future__ import annotations
@@ -107,12 +107,7 @@ def pull(
     now = visible_scope(conn, ctx, guard)
     old = _load_scope(conn, state.scope)
     removed: frozenset[str] = frozenset()
-    if state.target is not None:
-        target = _load_scope(conn, state.target)
-        if target != now:  # the scope moved during a backfill: aim at the new one
-            removed = (old | target) - now
-            state = replace(state, target=_store_scope(conn, now), after=None)
-    elif now != old:
+    if state.target is None and now != old:
         removed = old - now
         if now - old:
             if state.initial:  # first pull: current versions up to now, then the feed
@@ -126,7 +121,10 @@ def pull(
         for pid in sorted(removed - {_SHARED})
     ]  # fmt: skip
     if state.target is not None:
-        rows, state = _backfill(conn, state, sorted(now - old), types, limit)
+        # A backfill runs to its end even if the scope moves meanwhile (no restart, so
+        # it always finishes); patients who left are skipped now and told afterwards.
+        added = (_load_scope(conn, state.target) - old) & now
+        rows, state = _backfill(conn, state, sorted(added), types, limit)
         has_more = True
     else:
         rows, has_more = _feed(conn, state, sorted(now), types, bound, limit)

@@ -36,7 +36,7 @@ from sync_server.services.identity import build_runtime
 from sync_server.services.system_access import SystemAudit, SystemGuard
 
 PUSHERS = 4
-BATCHES = 6
+BATCHES = 2
 BATCH = 500
 TARGET = 5000
 SECRET = "benchmark-only-server-secret-0123456789"

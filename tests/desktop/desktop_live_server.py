@@ -86,12 +86,15 @@ class ClinicServer:
                 process_bundle(repo, _put_bundle([location]))
             for path in paths:
                 bundle = json.loads(path.read_text())
-                process_bundle(repo, bundle)
-                patient = next(
-                    e["resource"]
-                    for e in bundle["entry"]
+                answer = process_bundle(repo, bundle)
+                index, entry = next(
+                    (i, e)
+                    for i, e in enumerate(bundle["entry"])
                     if e["resource"]["resourceType"] == "Patient"
                 )
+                location = answer["entry"][index]["response"]["location"]
+                patient = {**entry["resource"], "id": location.split("/")[1]}
+                patients.append(patient)
                 encounter = {
                     "resourceType": "Encounter",
                     "status": "finished",

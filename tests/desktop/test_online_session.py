@@ -1,9 +1,8 @@
 """Online sign-in against the real server, then offline; password change; remote wipe;
 and the plaintext scan of a realistic session.
 
-The charts are downloaded with the real `/sync/pull` and the store's
-`apply_remote_page`, standing in for the sync engine (`desktop/sync/engine.py`),
-which another engineer adds.
+Charts arrive through `Workstation.sync()` (the sync engine over the real
+`/sync/push` and `/sync/pull`).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from desktop.store import device_secret
 from desktop.store.database import key_pragma
 from desktop.store.errors import WorkstationWiped, WrongPassword
 from desktop.store.profile import ProfileLayout
-from desktop.store.remote_changes import RemoteChange, apply_remote_page
 from shared_models.errors import AuthenticationFailed
 
 BUNDLES = 2
@@ -34,33 +32,13 @@ BUNDLES = 2
 def charts(clinic: ClinicServer, shared_data: Path) -> list[dict[str, Any]]:
     folder = shared_data / "fhir-synthea" / "bundles-2019"
     paths = sorted(p for p in folder.glob("*.json") if "Information" not in p.name)[:BUNDLES]
-    import json
-
-    clinic.load_bundles(paths)
-    patients = []
-    for path in paths:
-        bundle = json.loads(path.read_text())
-        patients += [
-            e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
-        ]
-    return patients
+    return clinic.load_bundles(paths)
 
 
 def download(ws: Workstation) -> int:
-    """Pull every page from the server into the store (what the sync engine will do)."""
-    api = ws._authed_api()
-    db = ws._db()
-    cursor, total = "0", 0
-    while True:
-        page = api.authed_request(
-            "GET", "/sync/pull", params={"cursor": cursor, "limit": 500}
-        ).json()
-        changes = [RemoteChange.from_wire(c) for c in page["changes"]]
-        apply_remote_page(db, changes, page["cursor"])
-        total += len(changes)
-        cursor = page["cursor"]
-        if not page["has_more"]:
-            return total
+    """One sync; returns how many patients the workstation now holds."""
+    ws.sync()
+    return len({p.patient_id for p in ws.search_patients("a", 500)})
 
 
 def test_first_sign_in_is_online_then_offline_works(
@@ -214,6 +192,8 @@ def test_no_plaintext_phi_after_a_realistic_session(
         # While open: the WAL and shared-memory files exist and must be ciphertext too.
         assert any(p.name.endswith("-wal") for p in ProfileLayout(profile).db_files())
         mid_session = _scan(profile, needles) + _scan(temp_dir, needles)
+        ws.sync()  # pushes the vitals and the signed notes
+        assert ws.status().pending == 0
         ws.lock()
         ws.unlock(user.password)
         ws.rekey()

@@ -9,6 +9,7 @@ started again on the same port to take the workstation offline.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +17,13 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from desktop_live_server import ClinicServer
 from desktop_store_helpers import FAST_KDF
 from PySide6.QtCore import Qt
 from sqlalchemy.orm import Session
+from sync_support import seed_clinic
 
 from desktop.services.workstation import Workstation
 from desktop.ui.chart.chart_tab import ChartTab
@@ -77,8 +81,8 @@ def clinic(create_database, tmp_path_factory, shared_data, gui_keychain) -> Iter
     server.start()
     clinic = ClinicServer(server.url, app, engine)
     clinic.restartable = server  # type: ignore[attr-defined]
-    folder = shared_data / "fhir-synthea" / "bundles-2019"
-    clinic.load_bundles(sorted(p for p in folder.glob("*.json") if "Information" not in p.name)[:2])
+    seeded = seed_clinic(engine, shared_data)  # 2 bulk-export patients at loc-main
+    clinic.seeded = seeded  # type: ignore[attr-defined]
     yield clinic
     server.stop()
     engine.dispose()
@@ -89,7 +93,7 @@ def server_resource(clinic: ClinicServer, resource_type: str, resource_id: str) 
         repo = FhirRepository(
             session, RequestContext.for_system("tests"), SystemGuard(), SystemAudit()
         )
-        return repo.read(resource_type, resource_id).resource
+        return repo.read(resource_type, resource_id).resource()
 
 
 def click(qtbot, widget) -> None:
@@ -97,15 +101,21 @@ def click(qtbot, widget) -> None:
 
 
 def sync_and_wait(qtbot, window: MainWindow) -> bool:
+    """Press F5 like a user (in the active main window) and wait for the sync to end."""
+    if not window.isActiveWindow():
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow)
+    qtbot.waitUntil(lambda: not window.status.syncing, timeout=WAIT)
     with qtbot.waitSignal(window.status.sync_finished, timeout=WAIT) as done:
-        qtbot.keyClick(window, Qt.Key.Key_F5)
+        qtbot.keyClick(window.focusWidget() or window, Qt.Key.Key_F5)
     return bool(done.args[0])
 
 
 def test_online_day_outage_and_conflict(
     qtbot, clinic: ClinicServer, tmp_path: Path, show_active
 ) -> None:
-    nurse = clinic.add_user("nurse.online", ["nurse"])
+    # Physicians: a nurse may not prescribe (the server refuses a MedicationRequest from one).
+    nurse = clinic.add_user("dr.exam.room", ["physician"])
     doctor = clinic.add_user("dr.second", ["physician"])
     ws = Workstation.open(tmp_path / "nurse", clinic.url, kdf=FAST_KDF)
     ctx = UiContext.create(ws)
@@ -128,14 +138,18 @@ def test_online_day_outage_and_conflict(
         # Find a downloaded patient by name and open the chart from the keyboard.
         search = window.home.search
         search.focus_search()
+        first = clinic.seeded.resources[("Patient", clinic.seeded.patients[0])]  # type: ignore[attr-defined]
+        family = first["name"][0]["family"]
         with qtbot.waitSignal(search.results_shown, timeout=WAIT):
-            qtbot.keyClicks(search.box, "Dach")
-        assert search.model.rowCount() == 1
-        qtbot.keyClick(search.box, Qt.Key.Key_Return)
+            qtbot.keyClicks(search.box, family[:5])
+        assert first["id"] in [r.patient_id for r in search.model.records]
+        row = [r.patient_id for r in search.model.records].index(first["id"])
+        search.view.selectRow(search.proxy.mapFromSource(search.model.index(row, 0)).row())
+        qtbot.keyClick(search.view, Qt.Key.Key_Return)
         tab = window.tabs.currentWidget()
         assert isinstance(tab, ChartTab)
         qtbot.waitUntil(lambda: tab.chart is not None, timeout=WAIT)
-        assert "Dach" in tab.banner.name_label.text()
+        assert family in tab.banner.name_label.text()
 
         # Record vitals and add a medication, then sync: the server holds them.
         tab.sections.setCurrentWidget(tab.vitals)

@@ -21,7 +21,7 @@ from release_signing import generate_keypair
 from sync_server.api import health
 from sync_server.db.engine import make_engine
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,42 @@ one west), four Synthea patients cared for at `loc-east` (an Encounter there).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import keyring
+import pytest
 from identity_support import bearer, login, make_user, system_repository
+from keyrings.alt.file import PlaintextKeyring
 from sqlalchemy.orm import Session
 
 from shared_models.fhir_constants import TIMEZONE_EXTENSION
 from shared_models.scheduling import ScheduleTemplate, slot_resource, slot_times
+
+TESTS = Path(__file__).resolve().parent.parent
+
+
+def server_fixtures() -> ModuleType:
+    """`tests/server/conftest.py` as a module (its live-server fixtures are re-exported)."""
+    name = "server_fixtures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, TESTS / "server" / "conftest.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
 
 ZONES = {"loc-east": "America/New_York", "loc-west": "America/Chicago"}
 _BULK = "fhir-synthea/bulk-ndjson-10-patients"
@@ -151,15 +173,18 @@ def local_clinic(
     *,
     days: int = 7,
     practitioners: int = 2,
+    first_practitioner: int = 0,
+    weekdays: frozenset[int] = frozenset(range(1, 8)),
     zone: str = "America/Chicago",
     location_id: str = "loc-main",
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """A workstation cache's scheduling data: a Location in `zone`, Synthea practitioners
-    with a Schedule each, and free 20-minute slots 08:00-12:00 every day from `first_day`.
+    with a Schedule each, and free 20-minute slots 08:00-12:00 on `weekdays` from `first_day`.
 
     Returns (resources, practitioner ids)."""
     bundle = next((shared_data / _BUNDLES).glob("practitionerInformation*.json"))
-    people = [e["resource"] for e in json.loads(bundle.read_text())["entry"][:practitioners]]
+    entries = json.loads(bundle.read_text())["entry"]
+    people = [e["resource"] for e in entries[first_practitioner:][:practitioners]]
     place = {
         "resourceType": "Location",
         "id": location_id,
@@ -168,7 +193,7 @@ def local_clinic(
         "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": zone}],
     }
     out: list[dict[str, Any]] = [place, *people]
-    template = ScheduleTemplate(frozenset(range(1, 8)), time(8), time(12), 20)
+    template = ScheduleTemplate(weekdays, time(8), time(12), 20)
     last = first_day + timedelta(days=days - 1)
     for person in people:
         schedule_id = f"sched-{location_id}-{person['id'][:8]}"
@@ -186,3 +211,16 @@ def local_clinic(
             for start, end in slot_times(template, first_day, last, ZoneInfo(zone))
         ]
     return out, [p["id"] for p in people]
+
+
+@pytest.fixture(scope="module")
+def module_keychain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`keyring` writes to a file of this module, never to the real keychain."""
+    path = tmp_path_factory.mktemp("xdg") / "python_keyring" / "keyring_pass.cfg"
+    path.parent.mkdir(parents=True)
+    backend = PlaintextKeyring()
+    backend.file_path = str(path)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    yield path
+    keyring.set_keyring(previous)

@@ -143,9 +143,8 @@ def test_front_desk_finds_a_free_slot_books_and_checks_in(
     queued = outbox.pending(ws._db().connection())
     assert [e.resource_type for e in queued] == ["Appointment", "Appointment"]
     stored = orjson.loads(queued[-1].json or b"{}")
-    assert stored["status"] == "arrived" and stored["slot"] == [
-        {"reference": f"Slot/{slot.slot.slot_id}"}
-    ]
+    assert slot.slot is not None and stored["status"] == "arrived"
+    assert stored["slot"] == [{"reference": f"Slot/{slot.slot.slot_id}"}]
     assert queued[0].base_version is None and queued[0].id == queued[1].id
 
 

@@ -103,27 +103,16 @@ def test_nurse_signs_nursing_notes_but_not_physician_notes(
     progress_note, nurse_note = "11506-3", "34746-8"
     url = "/fhir/R4/DocumentReference"
     with _fhir(server, nurse) as client:
-        draft = client.post(
-            "/fhir/R4/DocumentReference",
-            json=_note(shared_data, patient, "preliminary", progress_note),
-        )
+        draft = client.post(url, json=_note(shared_data, patient, "preliminary", progress_note))
         assert draft.status_code == 201, draft.text
-        signed = client.post(
-            "/fhir/R4/DocumentReference", json=_note(shared_data, patient, "final", progress_note)
-        )
+        signed = client.post(url, json=_note(shared_data, patient, "final", progress_note))
         assert signed.status_code == 403
-        nursing = client.post(
-            "/fhir/R4/DocumentReference", json=_note(shared_data, patient, "final", nurse_note)
-        )
+        nursing = client.post(url, json=_note(shared_data, patient, "final", nurse_note))
         assert nursing.status_code == 201
         finalise = draft.json() | {"docStatus": "final"}
-        assert (
-            client.put(f"/fhir/R4/DocumentReference/{finalise['id']}", json=finalise).status_code
-            == 403
-        )
+        assert client.put(f"{url}/{finalise['id']}", json=finalise).status_code == 403
     with _fhir(server, doctor) as client:
-        finalise = draft.json() | {"docStatus": "final"}
-        response = client.put(f"/fhir/R4/DocumentReference/{finalise['id']}", json=finalise)
+        response = client.put(f"{url}/{finalise['id']}", json=finalise)
         assert response.status_code == 200, response.text
 
 

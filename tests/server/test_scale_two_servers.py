@@ -156,22 +156,25 @@ class Workstation:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send to a random server; on a cut connection or 5xx, retry on the other one."""
         order = self.rng.sample(self.servers, 2)
+        last = ""
         for attempt in range(40):
             server = order[attempt % 2]
             try:
                 response = httpx.request(method, server.url + path, timeout=30,
                                          headers={"Authorization": f"Bearer {self.token}"},
                                          **kwargs)  # fmt: skip
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
+                last = repr(exc)
                 self.retries += 1
                 time.sleep(0.1)
                 continue
             if response.status_code >= 500:
+                last = f"{response.status_code} {response.text[:300]}"
                 self.retries += 1
                 time.sleep(0.1)
                 continue
             return response
-        raise AssertionError(f"{method} {path}: no server answered")
+        raise AssertionError(f"{method} {path}: no server answered; last: {last}")
 
     def sign_in(self) -> None:
         response = self._request("POST", "/auth/login", json={

@@ -185,3 +185,26 @@ def test_forged_foreign_and_stale_cursors_are_refused(
     assert stale.status_code == 400
     assert "start again" in stale.json()["issue"][0]["diagnostics"]
     assert nurse.pull("0").status_code == 200  # starting over always works
+
+
+def test_a_scope_change_during_the_first_download_is_caught_up_after_it(
+    server: Any,
+    clinic: Clinic,
+) -> None:
+    desk = signed_in(server, "front_desk", ["loc-sat"])
+    try:
+        first = desk.pull(limit=2).json()
+        assert first["has_more"]
+        template = next(r for (t, _), r in clinic.resources.items() if t == "Encounter")
+        newcomer = clinic.patients[3]  # seen at the satellite while the download runs
+        write_as_system(server.engine, encounter_at(template, newcomer, "loc-sat"))
+        rest, cursor = desk.pull_all(first["cursor"], limit=2)
+        state = held(first["changes"] + rest)
+        assert ("Patient", newcomer) in state
+        assert ("Patient", clinic.patients[2]) in state  # the satellite's own patient
+        assert ("Patient", clinic.patients[0]) not in state
+        keys = [(c["resourceType"], c["id"], c["versionId"]) for c in first["changes"] + rest]
+        assert len(keys) == len(set(keys))  # nothing sent twice
+        assert desk.pull_all(cursor)[0] == []
+    finally:
+        desk.close()

@@ -214,11 +214,13 @@ def test_per_type_policy_signed_notes_observations_delete_vs_update(
     physician: SyncClient,
 ) -> None:
     patient = f"Patient/{clinic.patients[0]}"
-    note: dict[str, Any] = {"resourceType": "DocumentReference", "id": str(uuid.uuid4()), "status": "current",
+    note: dict[str, Any]
+    note = {"resourceType": "DocumentReference", "id": str(uuid.uuid4()), "status": "current",
             "docStatus": "final", "subject": {"reference": patient},
             "content": [{"attachment": {"contentType": "text/plain", "data": "U2lnbmVk"}}],
     }  # fmt: skip
-    obs: dict[str, Any] = {"resourceType": "Observation", "id": str(uuid.uuid4()), "status": "final",
+    obs: dict[str, Any]
+    obs = {"resourceType": "Observation", "id": str(uuid.uuid4()), "status": "final",
            "code": {"text": "Heart rate"}, "subject": {"reference": patient}}  # fmt: skip
     created = physician.push([upsert(note, None), upsert(obs, None)]).json()["results"]
     assert [r["status"] for r in created] == ["applied", "applied"]
@@ -289,3 +291,59 @@ def test_push_needs_a_token_and_bounds_the_batch(server: Any) -> None:
         assert response.json()["resourceType"] == "OperationOutcome"
     finally:
         desk.close()
+
+
+def test_the_same_batch_pushed_twice_at_once_is_applied_once(
+    server: Any,
+    clinic: Clinic,
+    physician: SyncClient,
+) -> None:
+    import threading
+
+    condition = condition_of(clinic, 1)
+    version, stored = current(server, "Condition", condition["id"])
+    changes = [upsert({**stored, "note": [{"text": "sent from two threads"}]}, version)]
+    changes += [
+        upsert({**stored, "id": str(uuid.uuid4()), "recordedDate": f"2019-0{n + 1}-01"}, None)
+        for n in range(5)
+    ]
+    answers: list[Any] = [None, None]
+
+    def send(slot: int) -> None:
+        answers[slot] = physician.push(changes)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[0].json() == answers[1].json()
+    assert {r["status"] for r in answers[0].json()["results"]} == {"applied"}
+    assert version_count(server, "Condition", condition["id"]) == version + 1
+    for change in changes[1:]:
+        assert version_count(server, "Condition", change["id"]) == 1
+
+
+def test_a_merged_resolution_writes_the_resolvers_version(
+    server: Any,
+    clinic: Clinic,
+    physician: SyncClient,
+) -> None:
+    condition = condition_of(clinic, 0)
+    version, stored = current(server, "Condition", condition["id"])
+    write_as_system(server.engine, {**stored, "abatementDateTime": "2021-05-05"})
+    mine = {**stored, "abatementDateTime": "2021-06-06"}
+    [result] = physician.push([upsert(mine, version)]).json()["results"]
+    assert result["status"] == "conflict"
+    merged = {**stored, "abatementDateTime": "2021-05-20", "note": [{"text": "both dates checked"}]}
+    url = f"/sync/conflicts/{result['conflict_id']}/resolve"
+    bad = physician.http.post(url, json={"resolution": "merged"}, headers=physician.headers)
+    assert bad.status_code == 400  # a merged resolution must carry the resource
+    resolved = physician.http.post(
+        url, json={"resolution": "merged", "resource": merged}, headers=physician.headers
+    )
+    assert resolved.status_code == 200, resolved.text
+    new_version, now = current(server, "Condition", condition["id"])
+    assert resolved.json()["resolved_version"] == new_version == version + 2
+    assert (now["abatementDateTime"], now["note"]) == ("2021-05-20", merged["note"])

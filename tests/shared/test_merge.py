@@ -113,7 +113,7 @@ def unordered(value: Any) -> Any:
     return value
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(three_versions(disjoint=False))
 def test_no_concurrent_change_gives_the_other_side(versions: tuple[dict[str, Any], ...]) -> None:
     base, server, client = versions
@@ -123,7 +123,7 @@ def test_no_concurrent_change_gives_the_other_side(versions: tuple[dict[str, Any
     assert result.clean and result.merged == server
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(three_versions(disjoint=True))
 def test_disjoint_edits_merge_cleanly_and_symmetrically(
     versions: tuple[dict[str, Any], ...],
@@ -144,7 +144,7 @@ def test_disjoint_edits_merge_cleanly_and_symmetrically(
     assert unordered(one.merged) == unordered(expected)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(three_versions(disjoint=False))
 def test_nothing_lost_every_edit_merged_or_reported(versions: tuple[dict[str, Any], ...]) -> None:
     base, server, client = versions

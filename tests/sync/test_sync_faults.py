@@ -117,51 +117,83 @@ def kill_setup(secure_server: Any, shared_data: Path, tmp_path_factory: Any):
         secure_server.engine, synthea_patients(shared_data)[:3], goals_per_patient=3
     )
     profile = tmp_path_factory.mktemp("ws-kill")
-    signed_in(profile, secure_server.url, user).close()
+    with signed_in(profile, secure_server.url, user) as ws:
+        ws.sync()
     return secure_server, user, charts, profile
 
 
 def _sync_process(url: str, profile: Path, user: TestUser, keychain: Path) -> subprocess.Popen:
-    env = {**os.environ, **keychain_env(keychain)}
     command = [sys.executable, "-m", "desktop.cli", "sync", "--profile", str(profile),
                "--server", url, "--user", user.username, "--password-stdin"]  # fmt: skip
-    proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdin is not None
-    proc.stdin.write((PASSWORD + "\n").encode())
-    proc.stdin.close()
-    return proc
+    return _spawn(command, keychain)
 
 
-def _kill_runs(kill_setup: Any, keychain: Path, runs: int, seed: int) -> dict[str, int]:
+def _spawn(command: list[str], keychain: Path) -> subprocess.Popen:
+    env = {**os.environ, **keychain_env(keychain)}
+    read_end, write_end = os.pipe()  # the password goes in through stdin, as for a person
+    os.write(write_end, (PASSWORD + "\n").encode())
+    os.close(write_end)
+    try:
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdin=read_end,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        os.close(read_end)
+
+
+#: The killed process: the same `Workstation.sync` the command runs, with a "ready"
+#: line once signed in, so the kill lands in the sync and not in the interpreter start.
+WORKER = """
+import sys
+from desktop.services.workstation import Workstation
+ws = Workstation.open(sys.argv[1], sys.argv[2])
+ws.sign_in_offline(sys.argv[3], sys.stdin.readline().rstrip("\\n"))
+print("ready", flush=True)
+ws.sync()
+print("done", flush=True)
+ws.close()
+"""
+
+
+def _worker(url: str, profile: Path, user: TestUser, keychain: Path) -> subprocess.Popen:
+    return _spawn([sys.executable, "-c", WORKER, str(profile), url, user.username], keychain)
+
+
+def _sync_command(url: str, profile: Path, user: TestUser, keychain: Path) -> None:
+    """`ehr-desktop sync` to the end; it must succeed."""
+    proc = _sync_process(url, profile, user, keychain)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"sync complete" in out
+
+
+def _kill_runs(kill_setup: Any, keychain: Path, kills: int, seed: int) -> dict[str, int]:
+    """Sync with random work queued, SIGKILL at a random moment, until `kills` kills landed."""
     server, user, charts, profile = kill_setup
     rng = random.Random(seed)
     ledger = Ledger()
-    # Calibrate: how long a whole run takes here (process start, sign-in, sync).
-    _edit_offline(profile, user, charts, ledger, 30)
+    _edit_offline(profile, user, charts, ledger, 30)  # calibrate: how long a sync takes here
+    proc = _worker(server.url, profile, user, keychain)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     started = time.monotonic()
-    proc = _sync_process(server.url, profile, user, keychain)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()
-    assert b"sync complete" in out
-    whole = time.monotonic() - started
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    span = time.monotonic() - started
     outcomes = {"killed": 0, "finished": 0}
-    for _ in range(runs):
-        _edit_offline(profile, user, charts, ledger, rng.randint(10, 60))
-        _remote_writes(server.engine, charts, rng.randint(0, 40))
-        proc = _sync_process(server.url, profile, user, keychain)
-        time.sleep(rng.uniform(0.3 * whole, 1.1 * whole))
+    while outcomes["killed"] < kills and sum(outcomes.values()) < kills * 2:
+        _edit_offline(profile, user, charts, ledger, rng.randint(3, 30))
+        _remote_writes(server.engine, charts, rng.randint(0, 30))
+        proc = _worker(server.url, profile, user, keychain)
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.0, span))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             outcomes["killed"] += 1
         else:
             outcomes["finished"] += 1
         proc.communicate(timeout=60)
-    proc = _sync_process(server.url, profile, user, keychain)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()
+    _sync_command(server.url, profile, user, keychain)  # the headless command finishes the job
     with Workstation.open(profile, None, kdf=FAST_KDF) as ws:
         ws.sign_in_offline(user.username, PASSWORD)
         _assert_exactly_once(server.engine, ws, ledger)
@@ -171,16 +203,16 @@ def _kill_runs(kill_setup: Any, keychain: Path, runs: int, seed: int) -> dict[st
 def test_kill_9_of_the_syncing_workstation_loses_and_duplicates_nothing(
     kill_setup: Any, module_keychain: Path
 ) -> None:
-    outcomes = _kill_runs(kill_setup, module_keychain, runs=20, seed=20261128)
+    outcomes = _kill_runs(kill_setup, module_keychain, kills=20, seed=20261128)
     print(f"kill -9 runs: {outcomes}")
-    assert outcomes["killed"] >= 15, outcomes  # most runs really die mid-way
+    assert outcomes["killed"] == 20, outcomes
 
 
 @pytest.mark.slow
 def test_kill_9_a_hundred_times(kill_setup: Any, module_keychain: Path) -> None:
-    outcomes = _kill_runs(kill_setup, module_keychain, runs=100, seed=4)
+    outcomes = _kill_runs(kill_setup, module_keychain, kills=100, seed=4)
     print(f"kill -9 runs: {outcomes}")
-    assert outcomes["killed"] >= 75, outcomes
+    assert outcomes["killed"] == 100, outcomes
 
 
 def test_status_command_prints_online_pending_and_conflicts(
@@ -273,9 +305,10 @@ def test_server_killed_in_the_middle_of_a_push(
     user = _user_on(server, server.env["EHR_DATA_DIR"])
     charts = seed_charts(server.engine, synthea_patients(shared_data)[:3], goals_per_patient=3)
     profile = tmp_path / "ws"
-    signed_in(profile, server.url, user).close()
+    with signed_in(profile, server.url, user) as ws:
+        ws.sync()
     ledger = Ledger()
-    _edit_offline(profile, user, charts, ledger, 1400)  # three push batches
+    _edit_offline(profile, user, charts, ledger, 300)  # four push batches of 100
     progress = SyncProgress()
     failures: list[BaseException] = []
     with Workstation.open(profile, server.url, kdf=FAST_KDF) as ws:
@@ -286,6 +319,7 @@ def test_server_killed_in_the_middle_of_a_push(
                 sync_engine.run_sync(
                     ws._db(), ws._authed_api(), workstation_id=ws.workstation_id,
                     progress=progress, retry=RetryPolicy(attempts=30, base_delay=0.2, max_delay=1),
+                    batch_size=100,
                 )  # fmt: skip
             except BaseException as exc:
                 failures.append(exc)
@@ -293,7 +327,7 @@ def test_server_killed_in_the_middle_of_a_push(
         worker = threading.Thread(target=run)
         worker.start()
         deadline = time.monotonic() + 60
-        while progress.latest().pushed < 500 and time.monotonic() < deadline:
+        while progress.latest().pushed < 100 and time.monotonic() < deadline:
             time.sleep(0.005)
         time.sleep(random.uniform(0.0, 0.05))  # the second batch is on the wire now
         assert progress.latest().phase == "push", progress.latest()
