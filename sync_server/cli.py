@@ -24,8 +24,13 @@ from sqlalchemy import Engine, text
 
 from sync_server import cli_identity, cli_ops
 from sync_server.config import Settings
-from sync_server.db.engine import alembic_config, current_revisions, engine_for, migrate
-from sync_server.db.engine import make_sessionmaker
+from sync_server.db.engine import (
+    alembic_config,
+    current_revisions,
+    engine_for,
+    make_sessionmaker,
+    migrate,
+)
 from sync_server.logging_setup import configure_logging
 from sync_server.services.context import RequestContext
 from sync_server.services.demo_seed import seed_demo
@@ -75,6 +80,17 @@ def _seed(engine: Engine, patients: int, seed: int) -> None:
           f"{total} resources.", flush=True)  # fmt: skip
 
 
+def _demo_accounts(engine: Engine, settings: Settings) -> None:
+    from sync_server.services.demo_accounts import create_demo_accounts
+    from sync_server.services.identity import build_runtime
+
+    with make_sessionmaker(engine)() as session:
+        path = create_demo_accounts(session, build_runtime(settings), settings.data_dir)
+        session.commit()
+    if path is not None:
+        print(f"Demo sign-in accounts and their TOTP secrets: {path}", flush=True)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with engine_for(settings) as engine:
@@ -103,11 +119,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     with ready_engine(settings_from(args)) as engine:
         importer = Importer(
-            make_sessionmaker(engine),
+            engine,
             RequestContext.for_system("import"),
             SystemGuard(),
             SystemAudit(),
             batch_size=args.batch_size,
+            workers=args.workers,
             progress=progress,
         )
         summary = importer.import_files(paths)
@@ -128,6 +145,8 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
     with ready_engine(settings) as engine:
         if (demo or args.seed_demo) and not _has_patients(engine):
             _seed(engine, args.patients, args.seed)
+        if demo:
+            _demo_accounts(engine, settings)
         url = engine.url.render_as_string(hide_password=False)
         engine.dispose()
         # Worker processes build their settings from the environment.
@@ -183,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", parents=[common], help="load FHIR Bundles and NDJSON files")
     p.add_argument("files", nargs="+")
     p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes validating and writing"
+    )
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("seed-demo", parents=[common], help="generate a demo clinic")

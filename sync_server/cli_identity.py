@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from shared_models.errors import ClinicError, ValidationFailed
 from sync_server.services import users
+from sync_server.services.audit import seal_now
 from sync_server.services.audit_chain import verify_chain
 from sync_server.services.context import RequestContext
 from sync_server.services.identity import build_runtime
@@ -79,8 +80,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     runtime = build_runtime(settings)
-    with ready_engine(settings) as engine, Session(engine) as session:
-        report = verify_chain(session, runtime.audit_mac_key)
+    with ready_engine(settings) as engine:
+        seal_now(engine, runtime.keys)
+        with engine.connect() as conn:
+            report = verify_chain(conn, runtime.audit_mac_key)
     if report.ok:
         print(f"Audit chain intact: {report.rows_checked} events verified.")
         return 0

@@ -9,7 +9,7 @@ and the push's three-way merge on the server reconciles the two.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -29,6 +29,8 @@ class RemoteChange:
     out_of_scope: bool = False
     #: The resource JSON as received (bytes), or None for deletes/out of scope.
     resource_json: bytes | None = None
+    #: The same resource already decoded (from the pull page), so it is not parsed twice.
+    parsed: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_wire(cls, change: Mapping[str, Any]) -> RemoteChange:
@@ -41,6 +43,7 @@ class RemoteChange:
             deleted=bool(change.get("deleted", False)),
             out_of_scope=bool(change.get("out_of_scope", False)),
             resource_json=orjson.dumps(resource) if resource is not None else None,
+            parsed=resource if isinstance(resource, dict) else None,
         )
 
 
@@ -85,7 +88,9 @@ def apply_remote_page(
                 removed += 1
             else:
                 raw = change.resource_json
-                upserts.append((orjson.loads(raw), raw, change.version_id))
+                known = change.parsed
+                parsed = known if isinstance(known, dict) else orjson.loads(raw)
+                upserts.append((parsed, raw, change.version_id))
         resources.put_many(conn, upserts, dirty=False)
         applied = len(upserts)
         sync_state.put(conn, sync_state.CURSOR, new_cursor)

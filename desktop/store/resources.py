@@ -147,7 +147,7 @@ class _IndexRows:
 
     def __init__(self) -> None:
         self.patients: list[tuple[Any, ...]] = []
-        self.names: list[tuple[str, str]] = []
+        self.names: list[str] = []
         self.observations: list[tuple[Any, ...]] = []
         self.appointments: list[tuple[Any, ...]] = []
         self.slots: list[tuple[Any, ...]] = []
@@ -161,7 +161,7 @@ class _IndexRows:
                     (row.patient_id, row.display_name, row.family, row.given, row.mrn,
                      row.birth_date, row.sex)
                 )  # fmt: skip
-                self.names.append((indexing.all_names(resource), row.patient_id))
+                self.names.append(indexing.all_names(resource))
         elif rtype == "Observation":
             self.observations += [
                 (r.observation_id, r.patient_id, r.code, r.obs_code, r.label, int(r.vital),
@@ -184,16 +184,18 @@ class _IndexRows:
                 )
 
     def write(self, conn: Connection) -> None:
-        conn.executemany(
-            "INSERT INTO patient_index (patient_id, display_name, family, given, mrn,"
-            " birth_date, sex) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            self.patients,
+        # The FTS row shares the rowid of the patient_index row; both are given here.
+        first = int(
+            conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM patient_index").fetchone()[0]
         )
-        # The FTS row shares the rowid of the patient_index row.
         conn.executemany(
-            "INSERT INTO patient_fts (rowid, names)"
-            " SELECT rowid, ? FROM patient_index WHERE patient_id = ?",
-            self.names,
+            "INSERT INTO patient_index (rowid, patient_id, display_name, family, given, mrn,"
+            " birth_date, sex) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(first + i, *row) for i, row in enumerate(self.patients)],
+        )
+        conn.executemany(
+            "INSERT INTO patient_fts (rowid, names) VALUES (?, ?)",
+            [(first + i, names) for i, names in enumerate(self.names)],
         )
         conn.executemany(
             "INSERT INTO observation_index VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.observations

@@ -131,7 +131,13 @@ class ServerApi:
         if self.tokens is None:
             raise AuthenticationFailed("no refresh token")
         form = {"grant_type": "refresh_token", "refresh_token": self.tokens.refresh_token}
-        pair = _tokens(self._json(self._send("POST", "/auth/token", data=form)))
+        try:
+            response = self._send("POST", "/auth/token", data=form)
+        except ValidationFailed as exc:  # OAuth2 answers 400 invalid_grant
+            raise AuthenticationFailed(
+                exc.detail, user_message="Your session has ended. Sign in online again."
+            ) from None
+        pair = _tokens(self._json(response))
         self._set_tokens(pair)
         return pair
 

@@ -14,7 +14,7 @@ from PySide6.QtCore import QEvent, QModelIndex, QObject, QSortFilterProxyModel, 
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QLabel, QLineEdit, QVBoxLayout, QWidget
 
-from desktop.services.workstation import PatientSummary
+from desktop.store.resources import PatientSummary
 from desktop.ui.context import UiContext
 from desktop.ui.ops import Op
 from desktop.ui.record_table import SORT_ROLE, Column, RecordTableModel, make_table_view
@@ -22,7 +22,7 @@ from desktop.ui.record_table import SORT_ROLE, Column, RecordTableModel, make_ta
 #: Search as soon as the keystrokes already queued are handled (a search costs a few ms;
 #: answers to older keystrokes are dropped, so no pause is needed).
 TYPE_AHEAD_MS = 0
-RESULT_LIMIT = 100
+RESULT_LIMIT = 50
 SEX = {"male": "M", "female": "F", "other": "Other", "unknown": "?"}
 
 COLUMNS: list[Column[PatientSummary]] = [

@@ -35,6 +35,18 @@ RECORD_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 2
 
 
+_ANSWERED_ROLES = frozenset(
+    {
+        int(Qt.ItemDataRole.DisplayRole),
+        int(Qt.ItemDataRole.ForegroundRole),
+        int(Qt.ItemDataRole.FontRole),
+        int(Qt.ItemDataRole.ToolTipRole),
+        SORT_ROLE,
+        RECORD_ROLE,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Column(Generic[R]):
     header: str
@@ -84,7 +96,8 @@ class RecordTableModel(QAbstractTableModel, Generic[R]):
         return 0 if parent.isValid() else len(self.columns)
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+        # Called for every visible cell and role on each paint: leave early and cheaply.
+        if role not in _ANSWERED_ROLES or not index.isValid():
             return None
         record = self._records[index.row()]
         column = self.columns[index.column()]
@@ -156,5 +169,7 @@ def make_table_view(model: QAbstractItemModel, parent: Any = None) -> RecordTabl
     view.verticalHeader().hide()
     view.horizontalHeader().setStretchLastSection(True)
     view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    # Size columns from the first rows only, not every row on each reset.
+    view.horizontalHeader().setResizeContentsPrecision(25)
     view.setTabKeyNavigation(False)
     return view

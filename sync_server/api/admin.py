@@ -21,6 +21,7 @@ from shared_models.errors import Forbidden
 from sync_server.api.deps import ContextDep, IdentityDep, SessionDep
 from sync_server.db.identity_models import UserRow, WorkstationRow
 from sync_server.services import audit_views, break_glass, smart_apps, users
+from sync_server.services.audit import seal_now
 from sync_server.services.audit_chain import verify_chain
 from sync_server.services.context import RequestContext
 from sync_server.services.permissions import is_admin
@@ -197,10 +198,15 @@ def break_glass_report(
 
 
 @router.get("/admin/audit/verify")
-def verify_audit(session: SessionDep, identity: IdentityDep, ctx: AdminDep) -> dict[str, Any]:
-    """Walk the hash chain; reports the first broken link."""
+def verify_audit(
+    request: Request, session: SessionDep, identity: IdentityDep, ctx: AdminDep
+) -> dict[str, Any]:
+    """Seal what is pending, then walk the hash chain; reports the first broken link."""
     identity.audit.record(session, ctx, action="audit-verify", outcome="success")
-    return verify_chain(session, identity.audit_mac_key).as_dict()
+    engine = request.app.state.engine
+    seal_now(engine, identity.keys)
+    with engine.connect() as conn:
+        return verify_chain(conn, identity.audit_mac_key).as_dict()
 
 
 def _audit_query(

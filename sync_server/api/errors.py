@@ -29,9 +29,7 @@ log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
 
 
-def fhir_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A FHIR JSON response; `body` is a dict or already-serialised bytes."""
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     return Response(content, status_code=status, media_type=FHIR_JSON, headers=headers)
@@ -46,8 +44,14 @@ def error_status(exc: ClinicError) -> tuple[int, dict[str, Any]]:
     return status, body
 
 
-_HTTP_CODES = {401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 413: "too-long",
-              415: "not-supported"}
+_HTTP_CODES = {
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    413: "too-long",
+    415: "not-supported",
+}
 
 
 def _clinic_error(_: Request, exc: Exception) -> Response:

@@ -78,7 +78,9 @@ def _write_response(request: Request, result: WriteResult) -> Response:
     return _resource_response(stored, base, status)
 
 
-def _page_links(request: Request, offset: int, count: int, has_next: bool) -> tuple[str, str | None]:
+def _page_links(
+    request: Request, offset: int, count: int, has_next: bool
+) -> tuple[str, str | None]:
     items = [(k, v) for k, v in request.query_params.multi_items() if k != "_offset"]
     path = f"{base_url(request)}{request.url.path.removeprefix('/fhir/R4')}"
     self_url = f"{path}?{urlencode([*items, ('_offset', str(offset))])}"
@@ -121,7 +123,9 @@ def system_history(request: Request, repo: RepositoryDep) -> Response:
     return _history_response(request, repo, None, None)
 
 
-def _search(request: Request, repo: RepositoryDep, resource_type: str, items: list[Any]) -> Response:
+def _search(
+    request: Request, repo: RepositoryDep, resource_type: str, items: list[Any]
+) -> Response:
     _check_type(resource_type)
     settings = request.app.state.settings
     strict = _prefer(request).get("handling") == "strict"

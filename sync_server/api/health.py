@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.responses import Response
 
-from sync_server.api.errors import fhir_response
 from shared_models import outcomes
+from sync_server.api.errors import fhir_response
 
 router = APIRouter(tags=["health"])
 

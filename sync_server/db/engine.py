@@ -11,8 +11,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from sync_server.db.app_role import use_app_role
 from sync_server.config import Settings
+from sync_server.db.app_role import use_app_role
 from sync_server.db.embedded import database_url_for, sqlalchemy_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

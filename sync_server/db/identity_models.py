@@ -9,11 +9,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, LargeBinary, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    Sequence,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sync_server.db.models import Base
+from sync_server.db.models import Base, Xid8
+
+AUDIT_EVENT_POS = Sequence("audit_events_pos_seq")
 
 
 class UserRow(Base):
@@ -130,16 +142,21 @@ class BreakGlassGrantRow(Base):
 
 
 class AuditEventRow(Base):
-    """One audited action. Append-only, and hash-chained in `seq` order.
+    """One audited action, inserted in the same transaction as the action. Append-only.
 
-    `hash` = SHA-256 over `prev_hash` and the row's canonical content (see
-    `sync_server.services.audit_chain`), so a changed, deleted or reordered row
-    breaks every later link.
+    `pos` comes from a sequence and `txid` is the writing transaction: the chain
+    sealer links rows in commit order once every older transaction has finished
+    (`sync_server.services.audit_chain`).
     """
 
     __tablename__ = "audit_events"
 
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    pos: Mapped[int] = mapped_column(
+        BigInteger, AUDIT_EVENT_POS, primary_key=True, server_default=AUDIT_EVENT_POS.next_value()
+    )
+    txid: Mapped[str] = mapped_column(
+        Xid8(), nullable=False, server_default=text("pg_current_xact_id()")
+    )
     id: Mapped[str] = mapped_column(Text, unique=True, nullable=False)
     recorded: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     username: Mapped[str] = mapped_column(Text, nullable=False)
@@ -154,14 +171,28 @@ class AuditEventRow(Base):
     resource_id: Mapped[str | None] = mapped_column(Text)
     patient_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
-    prev_hash: Mapped[str] = mapped_column(Text, nullable=False)
-    hash: Mapped[str] = mapped_column(Text, nullable=False)
 
     __table_args__ = (
+        Index("ix_audit_events_txid", "txid"),
         Index("ix_audit_events_recorded", "recorded"),
         Index("ix_audit_events_username", "username", "recorded"),
         Index("ix_audit_events_patients", "patient_ids", postgresql_using="gin"),
     )
+
+
+class AuditChainRow(Base):
+    """The hash chain over `audit_events`, in commit order. Append-only.
+
+    `hash` = SHA-256 over `prev_hash`, the event's `pos` and its canonical content,
+    so a changed, deleted or reordered event breaks its link and every later one.
+    """
+
+    __tablename__ = "audit_chain"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_pos: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=False)
+    prev_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    hash: Mapped[str] = mapped_column(Text, nullable=False)
 
 
 class AuditChainHeadRow(Base):
@@ -169,6 +200,7 @@ class AuditChainHeadRow(Base):
 
     Deleting the newest audit rows leaves a consistent chain behind; the head
     still names the longer chain, and it cannot be rewritten without the key.
+    `horizon`: every transaction below it had finished at the last seal.
     """
 
     __tablename__ = "audit_chain_head"
@@ -177,3 +209,4 @@ class AuditChainHeadRow(Base):
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     hash: Mapped[str] = mapped_column(Text, nullable=False)
     mac: Mapped[str] = mapped_column(Text, nullable=False)
+    horizon: Mapped[str] = mapped_column(Xid8(), nullable=False)

@@ -1,43 +1,40 @@
-"""The real `AuditSink`: every audited action becomes a hash-chained `audit_events` row.
+"""The real `AuditSink`: every audited action becomes an `audit_events` row.
 
-Concurrency design (see docs/security.md): `record()` only queues the row on the
-session. Just before the session commits, a `before_commit` hook locks the chain
-head row (`SELECT ... FOR UPDATE`), numbers and links the queued rows after it,
-inserts them and moves the signed head, then the commit releases the lock. The
-chain is therefore in commit order and gap-free, while the rest of each request
-(queries, JSON, the action itself) runs fully in parallel: only a few
-milliseconds around the commit are serialized.
+Concurrency design (see docs/security.md): a successful action's audit row is
+inserted in the action's own transaction, with no lock, so they commit together
+or not at all and requests never wait for each other. The hash chain is built
+afterwards in commit order by the sealer (`audit_chain.seal`), which runs right
+after a commit at most every `SEAL_INTERVAL` seconds per process (skipping when
+another process is sealing) and before every `audit verify`.
 
-Successful actions are audited in the caller's transaction, so the action and
-its audit row commit together or not at all. A denial or failure is written in
-its own short transaction, because the request's transaction is rolled back.
+A denial or failure is written in its own short transaction, so it survives
+even when the request's transaction is rolled back.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, event, insert, select, text, update
+from sqlalchemy import Engine, event, insert
 from sqlalchemy.orm import Session
 
-from sync_server.db.identity_models import AuditChainHeadRow, AuditEventRow
-from sync_server.services.audit_chain import (
-    GENESIS_HASH,
-    HEAD_MAC_PURPOSE,
-    chain_rows,
-    head_mac,
-)
+from sync_server.db.identity_models import AuditEventRow
+from sync_server.services.audit_chain import HEAD_MAC_PURPOSE, seal
 from sync_server.services.context import RequestContext
 from sync_server.services.server_keys import ServerKeys
 
 log = logging.getLogger(__name__)
 
-_PENDING = "audit_pending"
-_MAC_KEY = "audit_mac_key"
 SUCCESS = "success"
+SEAL_INTERVAL = 0.2
+_AUDITED = "audit_mac_key"
+#: Core insert (no ORM unit of work on the hot path of every audited read).
+_INSERT = insert(AuditEventRow.__table__)
 
 
 def engine_of(session: Session) -> Engine:
@@ -65,12 +62,16 @@ class ChainedAuditSink:
     ) -> None:
         row = self._row(ctx, action, outcome, resource_type, resource_id, patient_ids, detail)
         if outcome == SUCCESS:
-            queue(session, row, self._mac_key)
+            self._insert(session, row)
             return
-        # The request's transaction is about to roll back: keep the denial anyway.
+        # The request's transaction may roll back: keep the denial or failure anyway.
         with Session(engine_of(session)) as own:
-            queue(own, row, self._mac_key)
+            self._insert(own, row)
             own.commit()
+
+    def _insert(self, session: Session, row: dict[str, Any]) -> None:
+        session.execute(_INSERT, row)
+        session.info[_AUDITED] = self._mac_key
 
     @staticmethod
     def _row(
@@ -109,45 +110,37 @@ class ChainedAuditSink:
         }
 
 
-def queue(session: Session, row: dict[str, Any], mac_key: bytes) -> None:
-    """Queue an audit row on `session`; it is chained and inserted just before commit."""
-    session.info.setdefault(_PENDING, []).append(row)
-    session.info[_MAC_KEY] = mac_key
+_last_seal = 0.0
+_seal_lock = threading.Lock()
 
 
-@event.listens_for(Session, "before_commit")
-def _chain_pending(session: Session) -> None:
-    pending: list[dict[str, Any]] = session.info.pop(_PENDING, [])
-    mac_key: bytes | None = session.info.pop(_MAC_KEY, None)
-    if not pending or mac_key is None:
+@event.listens_for(Session, "after_commit")
+def _seal_soon(session: Session) -> None:
+    """After a commit with audit rows, seal the chain unless that happened very recently."""
+    global _last_seal
+    mac_key: bytes | None = session.info.pop(_AUDITED, None)
+    if mac_key is None:
         return
-    head = session.execute(
-        select(AuditChainHeadRow.seq, AuditChainHeadRow.hash)
-        .where(AuditChainHeadRow.id == 1)
-        .with_for_update()
-    ).first()
-    if head is None:
-        raise RuntimeError("audit chain head missing: run `ehr-server migrate`")
-    seq, last_hash, rows = chain_rows(head.seq, head.hash, pending)
-    # One round trip for the rows and the new head: the lock is held until commit.
-    moved = (
-        update(AuditChainHeadRow)
-        .where(AuditChainHeadRow.id == 1)
-        .values(seq=seq, hash=last_hash, mac=head_mac(mac_key, seq, last_hash))
-        .cte("moved_head")
-    )
-    session.execute(
-        insert(AuditEventRow).values(rows).add_cte(moved),
-        execution_options={"synchronize_session": False},
-    )
+    with _seal_lock:
+        if time.monotonic() - _last_seal < SEAL_INTERVAL:
+            return
+        _last_seal = time.monotonic()
+    try:
+        with engine_of(session).connect() as conn:
+            seal(conn, mac_key, wait=False)
+            conn.commit()
+    except Exception:  # the rows are safe; the next seal or `audit verify` links them
+        log.warning("audit chain sealing deferred", exc_info=True)
 
 
 @event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    # A rolled-back action was not done: its success audit rows go with it.
-    session.info.pop(_PENDING, None)
+def _forget(session: Session) -> None:
+    session.info.pop(_AUDITED, None)
 
 
-def chain_is_empty(session: Session) -> bool:
-    head = session.execute(text("SELECT seq, hash FROM audit_chain_head WHERE id = 1")).first()
-    return head is None or (head.seq == 0 and head.hash == GENESIS_HASH)
+def seal_now(engine: Engine, server_keys: ServerKeys) -> int:
+    """Link every finished event into the chain now (before verifying or exporting)."""
+    with engine.connect() as conn:
+        sealed = seal(conn, server_keys.derive(HEAD_MAC_PURPOSE))
+        conn.commit()
+    return sealed

@@ -78,7 +78,7 @@ def _select(query: AuditQuery) -> Select[AuditEventRow]:
         stmt = stmt.where(AuditEventRow.recorded >= query.since)
     if query.until:
         stmt = stmt.where(AuditEventRow.recorded < query.until)
-    return stmt.order_by(AuditEventRow.seq)
+    return stmt.order_by(AuditEventRow.pos)
 
 
 def search(session: Session, query: AuditQuery) -> tuple[list[AuditEventRow], bool]:
@@ -126,14 +126,14 @@ def as_fhir(row: AuditEventRow) -> dict[str, Any]:
 
 
 def export_ndjson(session: Session, query: AuditQuery, *, batch: int = 1000) -> Iterator[bytes]:
-    """Every matching row as one FHIR AuditEvent per line, streamed in `seq` order."""
-    last_seq = 0
+    """Every matching row as one FHIR AuditEvent per line, streamed in `pos` order."""
+    last_pos = 0
     while True:
         rows = list(
-            session.scalars(_select(query).where(AuditEventRow.seq > last_seq).limit(batch))
+            session.scalars(_select(query).where(AuditEventRow.pos > last_pos).limit(batch))
         )
         for row in rows:
             yield orjson.dumps(as_fhir(row)) + b"\n"
         if len(rows) < batch:
             return
-        last_seq = rows[-1].seq
+        last_pos = rows[-1].pos

@@ -112,7 +112,7 @@ def _parse_entry(index: int, raw: Any) -> _Entry:
 def _etag_version(value: str, expression: str) -> int:
     digits = value.removeprefix("W/").strip('"')
     if not digits.isdigit():
-        raise _invalid("If-Match must be an ETag such as W/\"3\"", expression)
+        raise _invalid('If-Match must be an ETag such as W/"3"', expression)
     return int(digits)
 
 
@@ -174,7 +174,9 @@ def _rewrite_references(
                 if value not in conditional:
                     conditional[value] = _resolve_conditional_reference(repo, value)
                 if conditional[value] is None:
-                    errors.setdefault(entry.index, _invalid("Conditional reference unresolved", path))
+                    errors.setdefault(
+                        entry.index, _invalid("Conditional reference unresolved", path)
+                    )
                 else:
                     holder["reference"] = conditional[value]
             elif strict:
@@ -233,7 +235,12 @@ def _locate(exc: ValidationFailed, writes: list[_Entry]) -> ValidationFailed:
     entry = writes[position]
     prefix = f"Bundle.entry[{entry.index}].resource"
     issues = [
-        (prefix + expr[len(entry.resource_type) :] if expr.startswith(entry.resource_type) else prefix, msg)
+        (
+            prefix + expr[len(entry.resource_type) :]
+            if expr.startswith(entry.resource_type)
+            else prefix,
+            msg,
+        )
         for expr, msg in exc.issues
     ]
     return ValidationFailed(str(exc), issues=issues)
@@ -243,7 +250,7 @@ def _run_batch(repo: FhirRepository, entries: list[_Entry]) -> None:
     errors: dict[int, ClinicError] = {}
     for entry in entries:
         try:
-            if entry.method == "POST" and entry.if_none_exist or entry.id is None:
+            if (entry.method == "POST" and entry.if_none_exist) or entry.id is None:
                 _resolve_conditional_targets(repo, [entry])
         except ClinicError as exc:
             errors[entry.index] = exc
@@ -379,5 +386,11 @@ def history_bundle(
     if next_url:
         links.append({"relation": "next", "url": next_url})
     return orjson.dumps(
-        {"resourceType": "Bundle", "id": new_id(), "type": "history", "link": links, "entry": entries}
+        {
+            "resourceType": "Bundle",
+            "id": new_id(),
+            "type": "history",
+            "link": links,
+            "entry": entries,
+        }
     )

@@ -98,7 +98,9 @@ def build_demo_clinic(
 ) -> tuple[DemoClinic, list[dict[str, Any]]]:
     """Generate the clinic's resources (nothing written yet)."""
     g = _Generator(seed, today or datetime.now(UTC).date())
-    org = g.add({"resourceType": "Organization", "name": "Riverside Health Network", "active": True})
+    org = g.add(
+        {"resourceType": "Organization", "name": "Riverside Health Network", "active": True}
+    )
     locations, staff = [], []
     for index, (name, city, tz) in enumerate(SITES):
         loc = g.add(
@@ -167,7 +169,9 @@ def _patient_history(
         {
             "resourceType": "Patient",
             "active": True,
-            "identifier": [{"type": fc.MRN_TYPE, "system": fc.MRN_SYSTEM, "value": f"MRN{100000 + n}"}],
+            "identifier": [
+                {"type": fc.MRN_TYPE, "system": fc.MRN_SYSTEM, "value": f"MRN{100000 + n}"}
+            ],
             "name": [
                 {
                     "use": "official",
@@ -250,7 +254,10 @@ def _patient_history(
             "end": (slot + timedelta(minutes=20)).isoformat(),
             "participant": [
                 {"actor": subject, "status": "accepted"},
-                {"actor": {"reference": f"Practitioner/{rng.choice(physicians)}"}, "status": "accepted"},
+                {
+                    "actor": {"reference": f"Practitioner/{rng.choice(physicians)}"},
+                    "status": "accepted",
+                },
                 {"actor": {"reference": f"Location/{location}"}, "status": "accepted"},
             ],
         }
@@ -274,7 +281,10 @@ def _visit(
             "status": "finished",
             "class": {"system": fc.ENCOUNTER_CLASS, "code": "AMB", "display": "ambulatory"},
             "subject": subject,
-            "period": {"start": when.isoformat(), "end": (when + timedelta(minutes=30)).isoformat()},
+            "period": {
+                "start": when.isoformat(),
+                "end": (when + timedelta(minutes=30)).isoformat(),
+            },
             "location": [{"location": {"reference": f"Location/{location}"}}],
             "participant": [{"individual": {"reference": f"Practitioner/{physician}"}}],
         }

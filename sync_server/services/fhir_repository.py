@@ -229,7 +229,7 @@ class FhirRepository:
             visible = self.guard.visible_location_ids(self.ctx)
             where.append(search_service.visibility_sql(sql, visible, list(self.ctx.break_glass)))
             rows = self._conn.execute(
-                "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted,"
+                "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted,"  # noqa: S608
                 " r.patient_id, r.resource::text FROM resource_versions r"
                 f" WHERE {' AND '.join(where)} ORDER BY r.seq DESC"
                 f" LIMIT {sql.bind(count + 1)} OFFSET {sql.bind(offset)}",
@@ -261,7 +261,11 @@ class FhirRepository:
         """One page of a FHIR search, filtered by what the caller may see."""
         with self._audited_failure("search", resource_type):
             query = search_service.parse_search(
-                resource_type, items, default_count=default_count, max_count=max_count, strict=strict
+                resource_type,
+                items,
+                default_count=default_count,
+                max_count=max_count,
+                strict=strict,
             )
             self.guard.authorize(self.session, self.ctx, "search", resource_type, None)
             result = search_service.run_search(
@@ -271,7 +275,9 @@ class FhirRepository:
                 list(self.ctx.break_glass),
             )
         patients = sorted({r.patient_id for r in result.matches + result.included if r.patient_id})
-        self._record("search", "success", resource_type, None, patients, {"count": len(result.matches)})
+        self._record(
+            "search", "success", resource_type, None, patients, {"count": len(result.matches)}
+        )
         return result
 
     def existing_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -334,7 +340,9 @@ class FhirRepository:
         self, resource_type: str, resource_id: str, *, expected_version: int | None = None
     ) -> WriteResult:
         """Write a tombstone. Deleting an already deleted resource changes nothing."""
-        return self.write_version(resource_type, resource_id, None, expected_version=expected_version)
+        return self.write_version(
+            resource_type, resource_id, None, expected_version=expected_version
+        )
 
     def write_version(
         self,
@@ -365,7 +373,9 @@ class FhirRepository:
             )
         first = writes[0]
         action = "delete" if first.resource is None else "write"
-        with self._audited_failure(action, first.resource_type, first.id if len(writes) == 1 else None):
+        with self._audited_failure(
+            action, first.resource_type, first.id if len(writes) == 1 else None
+        ):
             prepared = []
             for position, write in enumerate(writes):
                 try:

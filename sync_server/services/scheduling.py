@@ -52,16 +52,19 @@ MAX_FREE_SLOTS = 500
 _WRITE_BATCH = 1000
 
 _FREE_SLOTS_SQL = """
-SELECT r.id, r.resource::text FROM search_date d
-JOIN resources r ON r.resource_type = 'Slot' AND r.id = d.resource_id
-WHERE d.resource_type = 'Slot' AND d.param = 'start'
-  AND d.low >= %(start)s AND d.low < %(end)s
-  AND EXISTS (SELECT 1 FROM search_reference s WHERE s.resource_type = 'Slot'
-              AND s.resource_id = d.resource_id AND s.param = 'schedule'
-              AND s.target_id = ANY(%(schedules)s))
-  AND NOT r.deleted AND r.resource->>'status' = 'free'
-  AND NOT EXISTS (SELECT 1 FROM slot_bookings b WHERE b.slot_id = d.resource_id)
-ORDER BY d.low, r.id LIMIT %(count)s
+SELECT r.id, r.resource::text FROM (
+    SELECT f.slot_id, f.start FROM unnest(%(schedules)s::text[]) AS s(id)
+    CROSS JOIN LATERAL (
+        SELECT i.slot_id, i.start FROM slot_index i
+        WHERE i.schedule_id = s.id AND i.status = 'free'
+          AND i.start >= %(start)s AND i.start < %(end)s
+          AND NOT EXISTS (SELECT 1 FROM slot_bookings b WHERE b.slot_id = i.slot_id)
+        ORDER BY i.start LIMIT %(count)s
+    ) f
+    ORDER BY f.start, f.slot_id LIMIT %(count)s
+) x
+JOIN resources r ON r.resource_type = 'Slot' AND r.id = x.slot_id AND NOT r.deleted
+ORDER BY x.start, x.slot_id
 """
 
 _SCHEDULES_FOR_ACTOR_SQL = """

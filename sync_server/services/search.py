@@ -1,5 +1,8 @@
 """FHIR search in three steps: parse the request, build SQL, fetch a page (+ includes).
 
+SQL text is assembled only from fixed fragments (table and column names from
+this module); every value from the request is a bound parameter.
+
 Parsing turns query items into a typed `SearchQuery` (unknown parameters are an
 error under `Prefer: handling=strict`, else ignored and reported). SQL asks
 for `count + 1` rows so the caller knows whether a next page exists. Every
@@ -27,7 +30,9 @@ from sync_server.services.search_params import (
 
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 #: Parameters that shape the result rather than filter it.
-RESULT_PARAMS = frozenset({"_count", "_offset", "_sort", "_include", "_total", "_summary", "_format"})
+RESULT_PARAMS = frozenset(
+    {"_count", "_offset", "_sort", "_include", "_total", "_summary", "_format"}
+)
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,10 @@ def parse_search(
                 raise _bad(f"Unknown search parameter {name} for {resource_type}", raw_name)
             query.ignored.append(raw_name)
             continue
-        if modifier and modifier not in _MODIFIERS[param.kind] and not (
-            param.kind == "reference" and modifier[:1].isupper()
+        if (
+            modifier
+            and modifier not in _MODIFIERS[param.kind]
+            and not (param.kind == "reference" and modifier[:1].isupper())
         ):
             raise _bad(f"Modifier :{modifier} is not supported for {name}", raw_name)
         query.criteria.append(
@@ -170,7 +177,7 @@ def _apply_result_param(
     elif name == "_include":
         source, _, rest = value.partition(":")
         param_name, _, target = rest.partition(":")
-        if source != query.resource_type or known.get(param_name, None) is None:
+        if source != query.resource_type or known.get(param_name) is None:
             raise _bad(f"Unsupported _include {value}", "_include")
         if known[param_name].kind != "reference":
             raise _bad(f"_include needs a reference parameter: {value}", "_include")
@@ -294,20 +301,22 @@ def _criterion_sql(sql: _Sql, c: Criterion) -> str:
     if c.name == "_id":
         return f"r.id = ANY({sql.bind(list(c.values))})"
     if c.name == "_lastUpdated":
-        ors = [_date_condition(sql, v, "r.last_updated", "r.last_updated", c.name) for v in c.values]
-        return "(" + " OR ".join(ors) + ")"
+        ranges = [
+            _date_condition(sql, v, "r.last_updated", "r.last_updated", c.name) for v in c.values
+        ]
+        return "(" + " OR ".join(ranges) + ")"
     ors = " OR ".join(_value_condition(sql, c, v) for v in c.values) or "FALSE"
     if c.chain is not None:
         head, target = c.chain
         return (
-            f"EXISTS (SELECT 1 FROM search_reference ch JOIN {_TABLES[c.kind]} i"
+            f"EXISTS (SELECT 1 FROM search_reference ch JOIN {_TABLES[c.kind]} i"  # noqa: S608
             " ON i.resource_type = ch.target_type AND i.resource_id = ch.target_id"
             " WHERE ch.resource_type = r.resource_type AND ch.resource_id = r.id"
             f" AND ch.param = {sql.bind(head)} AND ch.target_type = {sql.bind(target)}"
             f" AND i.param = {sql.bind(c.name)} AND ({ors}))"
         )
     exists = (
-        f"EXISTS (SELECT 1 FROM {_TABLES[c.kind]} i WHERE i.resource_type = r.resource_type"
+        f"EXISTS (SELECT 1 FROM {_TABLES[c.kind]} i WHERE i.resource_type = r.resource_type"  # noqa: S608
         f" AND i.resource_id = r.id AND i.param = {sql.bind(c.name)} AND ({ors}))"
     )
     return f"NOT {exists}" if c.modifier == "not" else exists
@@ -318,7 +327,7 @@ def visibility_sql(sql: _Sql, visible: frozenset[str] | None, break_glass: Seque
     if visible is None:
         return "TRUE"
     return (
-        "(r.patient_id IS NULL"
+        "(r.patient_id IS NULL"  # noqa: S608
         f" OR r.patient_id = ANY({sql.bind(list(break_glass))})"
         " OR EXISTS (SELECT 1 FROM patient_locations pl WHERE pl.patient_id = r.patient_id"
         f" AND pl.location_id = ANY({sql.bind(sorted(visible))})))"
@@ -338,7 +347,7 @@ def _order_sql(sql: _Sql, query: SearchQuery) -> str:
             table, column = _TABLES[kind], {"date": "low", "string": "value", "token": "code"}[kind]
             agg = "max" if desc else "min"
             keys.append(
-                f"(SELECT {agg}(i.{column}) FROM {table} i WHERE i.resource_type = r.resource_type"
+                f"(SELECT {agg}(i.{column}) FROM {table} i WHERE i.resource_type = r.resource_type"  # noqa: S608
                 f" AND i.resource_id = r.id AND i.param = {sql.bind(name)}) {direction}"
             )
     keys.append("r.id")
@@ -361,7 +370,7 @@ def run_search(
     has_next = False
     if query.count > 0:
         statement = (
-            f"SELECT r.id, r.resource::text, r.patient_id FROM resources r WHERE {where_sql}"
+            f"SELECT r.id, r.resource::text, r.patient_id FROM resources r WHERE {where_sql}"  # noqa: S608
             f" ORDER BY {_order_sql(sql, query)}"
             f" LIMIT {sql.bind(query.count + 1)} OFFSET {sql.bind(query.offset)}"
         )
@@ -374,7 +383,8 @@ def run_search(
     total: int | None = None
     if query.want_total:
         total = conn.execute(
-            f"SELECT count(*) FROM resources r WHERE {where_sql}", sql.params
+            f"SELECT count(*) FROM resources r WHERE {where_sql}",  # noqa: S608
+            sql.params,
         ).fetchone()[0]  # type: ignore[index]
     elif query.offset == 0 and not has_next and query.count > 0:
         total = len(matches)
@@ -398,7 +408,7 @@ def _includes(
         sql = _Sql()
         cond = f"i.target_type = {sql.bind(target)}" if target else "i.target_type IS NOT NULL"
         statement = (
-            "SELECT r.resource_type, r.id, r.resource::text, r.patient_id FROM resources r"
+            "SELECT r.resource_type, r.id, r.resource::text, r.patient_id FROM resources r"  # noqa: S608
             " WHERE NOT r.deleted AND (r.resource_type, r.id) IN ("
             " SELECT i.target_type, i.target_id FROM search_reference i"
             f" WHERE i.resource_type = {sql.bind(query.resource_type)}"
@@ -411,5 +421,3 @@ def _includes(
                 seen.add((rtype, rid))
                 found.append(FoundRow(rtype, rid, text.encode(), pid))
     return found
-
-

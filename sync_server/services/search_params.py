@@ -40,7 +40,9 @@ _SUBJECT_PATIENT = _p("patient", "reference", "subject", targets=PATIENT)
 _PATIENT_PATIENT = _p("patient", "reference", "patient", targets=PATIENT)
 
 
-def _clinical(*extra: SearchParam, patient: SearchParam = _PATIENT_PATIENT) -> dict[str, SearchParam]:
+def _clinical(
+    *extra: SearchParam, patient: SearchParam = _PATIENT_PATIENT
+) -> dict[str, SearchParam]:
     params = {p.name: p for p in (patient, *extra)}
     if patient.paths == ("subject",):
         params["subject"] = _p("subject", "reference", "subject")
@@ -390,7 +392,11 @@ def _dates(value: Any) -> Iterator[tuple[datetime, datetime]]:
     if isinstance(value, str):
         yield date_range(value)
     elif isinstance(value, dict) and ("start" in value or "end" in value):
-        start = date_range(value["start"])[0] if value.get("start") else datetime.min.replace(tzinfo=UTC)
+        start = (
+            date_range(value["start"])[0]
+            if value.get("start")
+            else datetime.min.replace(tzinfo=UTC)
+        )
         end = date_range(value["end"])[1] if value.get("end") else datetime.max.replace(tzinfo=UTC)
         yield start, end
 

@@ -48,20 +48,25 @@ from sync_server.services.sync_cursor import (
     encode_cursor,
 )
 
-#: Patients handled per backfill query: bounds the rows PostgreSQL sorts per page.
-_BACKFILL_CHUNK = 200
 _SHARED = ""  # scope member standing for resources outside any patient compartment
-#: Backfill order: byte order (COLLATE "C"), the order Python sorts the patient ids in.
-_SCOPE_KEY = (
-    'coalesce(r.patient_id, \'\') COLLATE "C", r.resource_type COLLATE "C", r.id COLLATE "C"'
+#: The feed in (txid, seq) order, walking `ix_resource_versions_feed`.
+_FEED_SQL = (
+    "SELECT v.txid::text::bigint, v.seq, v.resource_type, v.id, v.version_id, v.deleted,"
+    " v.resource::text, v.patient_id FROM resource_versions v"
+    " WHERE (v.txid, v.seq) > (%s::text::xid8, %s) AND v.txid < %s::text::xid8"
+    " AND coalesce(v.patient_id, '') = ANY(%s) ORDER BY v.txid, v.seq LIMIT %s"
 )
-_BACKFILL_SQL = (  # only constants are spliced in
-    "SELECT v.txid::text::bigint, v.seq, r.resource_type, r.id, r.version_id, r.deleted,"  # noqa: S608
-    " r.resource::text, r.patient_id, coalesce(r.patient_id, '') AS owner"
+#: One patient's current resources in key order, byte order (COLLATE "C", as Python
+#: sorts), walking the `ix_resources_scope` index: each page costs what it returns.
+_BACKFILL_SQL = (
+    "SELECT v.txid::text::bigint, v.seq, r.resource_type, r.id, r.version_id, r.deleted,"
+    " r.resource::text, r.patient_id"
     " FROM resources r JOIN resource_versions v ON v.resource_type = r.resource_type"
     " AND v.id = r.id AND v.version_id = r.version_id"
-    " WHERE NOT r.deleted AND coalesce(r.patient_id, '') = ANY(%s) AND r.resource_type = ANY(%s)"
-    f" AND ({_SCOPE_KEY}) > (%s, %s, %s) ORDER BY {_SCOPE_KEY} LIMIT %s"
+    " WHERE NOT r.deleted AND coalesce(r.patient_id, '') COLLATE \"C\" = %s"
+    " AND r.resource_type = ANY(%s)"
+    ' AND (r.resource_type COLLATE "C", r.id COLLATE "C") > (%s, %s)'
+    ' ORDER BY r.resource_type COLLATE "C", r.id COLLATE "C" LIMIT %s'
 )
 
 
@@ -127,11 +132,7 @@ def pull(
         rows, state = _backfill(conn, state, sorted(added), types, limit)
         has_more = True
     else:
-        rows, has_more = _feed(conn, state, sorted(now), types, bound, limit)
-        if rows:
-            state = state.at(rows[-1][0], rows[-1][1])
-        elif (state.txid, state.seq) < (bound, 0):
-            state = state.at(bound, 0)  # nothing in scope below the bound: skip the scan next time
+        rows, state, has_more = _feed(conn, state, sorted(now), types, bound, limit)
     changes += [_change(row) for row in rows]
     patients = sorted({row[7] for row in rows if row[7]} | (removed - {_SHARED}))
     audit.record(
@@ -175,16 +176,21 @@ def _feed(
     types: list[str],
     bound: int,
     limit: int,
-) -> tuple[list[tuple[Any, ...]], bool]:
-    rows = conn.execute(
-        "SELECT txid::text::bigint, seq, resource_type, id, version_id, deleted,"
-        " resource::text, patient_id FROM resource_versions"
-        " WHERE (txid, seq) > (%s::text::xid8, %s) AND txid < %s::text::xid8"
-        " AND coalesce(patient_id, '') = ANY(%s) AND resource_type = ANY(%s)"
-        " ORDER BY txid, seq LIMIT %s",
-        (state.txid, state.seq, bound, scope, types, limit + 1),
-    ).fetchall()
-    return rows[:limit], len(rows) > limit
+) -> tuple[list[tuple[Any, ...]], CursorState, bool]:
+    """Up to `limit` versions after the cursor, and the cursor after the rows scanned.
+
+    Types are filtered here rather than in SQL so the query stays a plain walk of
+    the feed index (a type filter tempts the planner into sorting the whole range).
+    """
+    rows = conn.execute(_FEED_SQL, (state.txid, state.seq, bound, scope, limit + 1)).fetchall()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if rows:
+        state = state.at(rows[-1][0], rows[-1][1])
+    elif state.position < (bound, 0):
+        state = state.at(bound, 0)  # nothing in scope below the bound: skip the scan next time
+    readable = frozenset(types)
+    return [row for row in rows if row[2] in readable], state, has_more
 
 
 def _backfill(
@@ -196,25 +202,28 @@ def _backfill(
 ) -> tuple[list[tuple[Any, ...]], CursorState]:
     """Current versions of the added patients' resources, at or below the cursor's position.
 
-    Walks the added patients in key order (byte order, as Python sorts), a chunk
-    at a time, scanning at most `limit` resources per page. A resource whose
-    current version is above the position is skipped here: the feed delivers
-    that version, and every later one, next.
+    Walks the added patients in byte order, one index range per patient,
+    scanning at most `limit` resources per page. A resource whose current
+    version is above the position is skipped here: the feed delivers that
+    version, and every later one, next.
     """
     after = state.after or ("", "", "")
     pending = [p for p in added if p >= after[0]]
     rows: list[tuple[Any, ...]] = []
     room = limit
     while pending and room > 0:
-        chunk = pending[:_BACKFILL_CHUNK]
-        batch = conn.execute(_BACKFILL_SQL, (chunk, types, *after, room + 1)).fetchall()
+        owner = pending[0]
+        start = after[1:] if after[0] == owner else ("", "")
+        batch = conn.execute(_BACKFILL_SQL, (owner, types, *start, room + 1)).fetchall()
         full = len(batch) > room
         batch = batch[:room]
         room -= len(batch)
-        rows += [row[:8] for row in batch if (row[0], row[1]) <= state.position]
-        if batch:
-            after = (batch[-1][8], batch[-1][2], batch[-1][3])
-        pending = [p for p in pending if p >= after[0]] if full else pending[len(chunk) :]
+        rows += [row for row in batch if (row[0], row[1]) <= state.position]
+        if full:
+            after = (owner, batch[-1][2], batch[-1][3])
+        else:  # this patient is done: the next one starts from its first key
+            pending.pop(0)
+            after = (pending[0] if pending else owner, "", "")
     if pending:
         return rows, replace(state, after=after)
     assert state.target is not None

@@ -28,7 +28,9 @@ def cli(*args: str, database_url: str, data_dir: Path, stdin: str | None = None)
         env=env, input=stdin, capture_output=True, text=True, timeout=300, cwd=REPO,
     )  # fmt: skip
     if done.returncode != 0:
-        raise RuntimeError(f"ehr-server {args[0]} failed: {done.stdout[-500:]} {done.stderr[-1500:]}")
+        raise RuntimeError(
+            f"ehr-server {args[0]} failed: {done.stdout[-500:]} {done.stderr[-1500:]}"
+        )
     return done.stdout
 
 
@@ -95,7 +97,9 @@ def rate(worker: Callable[[int, Callable[[], bool]], int], seconds: float) -> fl
     return sum(counts) / (time.perf_counter() - began)
 
 
-def http_worker(base: str, token: str, paths: list[str]) -> Callable[[int, Callable[[], bool]], int]:
+def http_worker(
+    base: str, token: str, paths: list[str]
+) -> Callable[[int, Callable[[], bool]], int]:
     """Keep-alive GETs of `paths` (round robin); every answer must be 200."""
     host, port = base.removeprefix("http://").split(":")
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}

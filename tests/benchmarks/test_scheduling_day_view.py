@@ -33,7 +33,7 @@ from desktop.services.workstation import Workstation  # noqa: E402
 from desktop.ui.context import UiContext  # noqa: E402
 from desktop.ui.schedule.page import SchedulePage  # noqa: E402
 
-pytestmark = [pytest.mark.benchmark, pytest.mark.gui]
+pytestmark = [pytest.mark.benchmark, pytest.mark.gui, pytest.mark.timeout(1800)]
 
 SITES = ("America/New_York", "America/Chicago", "America/Denver")
 MEASURED_DAYS = 20
@@ -122,7 +122,7 @@ def test_location_day_view_painted_from_cache(
         page.scope_box.setCurrentIndex(
             next(i for i, s in enumerate(page.scopes) if s.location_id == "site-1")
         )
-        qtbot.waitUntil(lambda: page.scope() is not None and page.scope().location_id == "site-1")
+        qtbot.waitUntil(lambda: getattr(page.scope(), "location_id", None) == "site-1")
         painted: list[float] = []
         rows = 0
         for day in sorted(measured):

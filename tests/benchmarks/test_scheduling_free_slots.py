@@ -38,7 +38,7 @@ from shared_models.scheduling import ScheduleTemplate, slot_resource, slot_times
 from sync_server.services import scheduling  # noqa: E402
 from sync_server.services.fhir_repository import ResourceWrite  # noqa: E402
 
-pytestmark = pytest.mark.benchmark
+pytestmark = [pytest.mark.benchmark, pytest.mark.timeout(1800)]
 server_for_new_database = server_fixtures().server_for_new_database
 
 ZONES = ("America/New_York", "America/Chicago", "America/Denver")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from datetime import date
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -39,16 +38,24 @@ HR = "http://loinc.org|8867-4"
 
 
 @pytest.fixture(scope="module")
-def bench_db(create_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def bench_db(
+    create_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
     url = create_database()
     engine = make_engine(url)
     migrate(engine)
     with make_sessionmaker(engine)() as session:
-        clinic = seed_demo(system_repository(session, "bench"), seed=3, patients=30, today=date(2026, 3, 2))
+        clinic = seed_demo(
+            system_repository(session, "bench"), seed=3, patients=30, today=date(2026, 3, 2)
+        )
         session.commit()
     with engine.connect() as conn:
-        observations = [r[0] for r in conn.exec_driver_sql(
-            "SELECT id FROM resources WHERE resource_type = 'Observation' ORDER BY id")]
+        observations = [
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT id FROM resources WHERE resource_type = 'Observation' ORDER BY id"
+            )
+        ]
     engine.dispose()
     data_dir = tmp_path_factory.mktemp("bench-data")
     secret_file = data_dir / "totp"

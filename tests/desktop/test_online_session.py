@@ -15,14 +15,15 @@ from typing import Any
 import keyring
 import pytest
 import sqlcipher3
-from desktop_live_server import ClinicServer, ClinicUser
+from desktop_live_server import ClinicServer
 from desktop_store_helpers import FAST_KDF
 
 from desktop.services.workstation import Workstation
-from desktop.store import device_secret
+from desktop.store import device_secret, token_store
 from desktop.store.database import key_pragma
 from desktop.store.errors import WorkstationWiped, WrongPassword
 from desktop.store.profile import ProfileLayout
+from desktop.sync.server_api import ServerApi
 from shared_models.errors import AuthenticationFailed
 
 BUNDLES = 2
@@ -122,6 +123,27 @@ def test_remote_wipe_destroys_database_and_keys(
     )
 
 
+def test_refresh_rotates_tokens_kept_in_the_keychain(clinic: ClinicServer, tmp_path: Path) -> None:
+    user = clinic.add_user("nurse.refresh", ["nurse"])
+    with Workstation.open(tmp_path / "profile", clinic.url, kdf=FAST_KDF) as ws:
+        ws.sign_in_online(user.username, user.password, user.next_code())
+        profile_id = ws._session.info.profile_id
+        api = ws._authed_api()
+        old = api.tokens
+        assert old is not None
+        assert token_store.load(profile_id, user.username) == (old.access_token, old.refresh_token)
+        new = api.refresh()
+        assert new.refresh_token != old.refresh_token
+        assert token_store.load(profile_id, user.username) == (new.access_token, new.refresh_token)
+        assert ws.refresh_policy().wipe is False  # the new access token works
+        replay = ServerApi(clinic.url)
+        replay.tokens = old
+        with pytest.raises(AuthenticationFailed) as err:
+            replay.refresh()  # a spent refresh token is refused
+        assert "Sign in online" in err.value.user_message
+        replay.close()
+
+
 def _needles(patients: list[dict[str, Any]]) -> set[bytes]:
     out: set[bytes] = set()
     for p in patients:
@@ -211,4 +233,3 @@ def test_no_plaintext_phi_after_a_realistic_session(
     with pytest.raises(sqlcipher3.DatabaseError):
         wrong.execute("SELECT count(*) FROM sqlite_master").fetchone()
     wrong.close()
-    assert ClinicUser  # the server user type is what `clinic.add_user` returns

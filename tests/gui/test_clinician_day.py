@@ -115,7 +115,8 @@ def test_search_open_chart_vitals_allergy_note(
 
     # Vitals: a wrong value is explained and nothing is saved; then a right one is saved.
     keys(qtbot, tab, "Alt+2")
-    assert tab.sections.currentWidget() is tab.vitals
+    assert tab.current_section() is tab.vitals
+    assert tab.vitals.form.save_button.isVisible()  # what the user sees, not only exists
     columns_before = tab.vitals.model.columnCount()
     form = tab.vitals.form
     qtbot.keyClicks(form.fields["systolic"], "128")
@@ -136,7 +137,7 @@ def test_search_open_chart_vitals_allergy_note(
 
     # Allergy: add, then mark entered in error with a reason (never deleted).
     keys(qtbot, tab, "Alt+4")
-    assert tab.sections.currentWidget() is tab.allergies
+    assert tab.current_section() is tab.allergies
     panel = tab.allergies
     qtbot.keyClicks(panel.substance, "Penicillin")
     qtbot.keyClicks(panel.reaction, "Hives")
@@ -163,7 +164,8 @@ def test_search_open_chart_vitals_allergy_note(
 
     # Note: write from the SOAP template, sign it, then add an addendum.
     keys(qtbot, tab, "Alt+6")
-    assert tab.sections.currentWidget() is tab.notes
+    assert tab.current_section() is tab.notes
+    assert tab.notes.new_button.isVisible()
     notes = tab.notes
     notes.template_box.setCurrentIndex([t.key for t in notes.templates].index("soap_progress_note"))
     click(qtbot, notes.new_button)

@@ -152,7 +152,7 @@ def test_online_day_outage_and_conflict(
         assert family in tab.banner.name_label.text()
 
         # Record vitals and add a medication, then sync: the server holds them.
-        tab.sections.setCurrentWidget(tab.vitals)
+        tab.show_section("Vitals")
         form = tab.vitals.form
         qtbot.keyClicks(form.fields["heart_rate"], "250x")
         click(qtbot, form.save_button)
@@ -163,7 +163,7 @@ def test_online_day_outage_and_conflict(
         qtbot.waitUntil(
             lambda: "saved on this computer" in form.problems_label.text(), timeout=WAIT
         )
-        tab.sections.setCurrentWidget(tab.medications)
+        tab.show_section("Medications")
         meds = tab.medications
         qtbot.keyClicks(meds.medication, "Lisinopril 10 mg tablet")
         qtbot.keyClicks(meds.dosage, "1 tablet daily")
@@ -179,7 +179,7 @@ def test_online_day_outage_and_conflict(
 
         # The server goes away: the nurse keeps working, sync says offline, nothing is lost.
         clinic.restartable.stop()  # type: ignore[attr-defined]
-        tab.sections.setCurrentWidget(tab.problems)
+        tab.show_section("Problems")
         qtbot.keyClicks(tab.problems.problem, "Essential hypertension")
         click(qtbot, tab.problems.add_button)
         qtbot.waitUntil(lambda: "Essential hypertension" in
@@ -201,7 +201,7 @@ def test_online_day_outage_and_conflict(
             other.close()
 
         # The nurse, not yet synced, discontinues it: the two edits collide.
-        tab.sections.setCurrentWidget(tab.medications)
+        tab.show_section("Medications")
         row = [m.id for m in meds.model.records].index(med_id)
         meds.view.selectRow(row)
         click(qtbot, meds.stop_button)

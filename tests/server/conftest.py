@@ -117,4 +117,3 @@ def client_for(server: LiveServer) -> httpx.Client:
 def fhir_client(live_server: LiveServer) -> Iterator[httpx.Client]:
     with client_for(live_server) as client:
         yield client
-

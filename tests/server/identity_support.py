@@ -112,7 +112,7 @@ def audit_rows(server: Any, **where: str) -> list[dict[str, Any]]:
     clauses = " AND ".join(f"{k} = :{k}" for k in where) or "TRUE"
     with server.engine.connect() as conn:
         rows = conn.execute(
-            text(f"SELECT * FROM audit_events WHERE {clauses} ORDER BY seq"), where
+            text(f"SELECT * FROM audit_events WHERE {clauses} ORDER BY pos"), where
         ).mappings()
         return [dict(r) for r in rows]
 

@@ -1,4 +1,4 @@
-"""`ehr-server` subcommands as an operator runs them: migrate, import, seed-demo (real processes)."""
+"""`ehr-server` subcommands as an operator runs them: migrate, import, seed-demo (processes)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def test_migrate_import_and_seed(
 
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
     assert _scalar(url, "SELECT string_agg(version_num, ',') FROM alembic_version") in {
-        ",".join(sorted(heads)), ",".join(heads)
+        ",".join(sorted(heads)),
+        ",".join(heads),
     }
 
     ndjson = shared_data / "fhir-synthea" / "bulk-ndjson-10-patients"
@@ -64,9 +65,13 @@ def test_migrate_import_and_seed(
 
     again = _cli("import", str(ndjson / "Patient.000.ndjson"), database_url=url, data_dir=tmp_path)
     assert again.returncode == 0
-    assert _scalar(url, "SELECT max(version_id) FROM resources WHERE resource_type = 'Patient'") == 2
+    assert (
+        _scalar(url, "SELECT max(version_id) FROM resources WHERE resource_type = 'Patient'") == 2
+    )
 
-    seeded = _cli("seed-demo", "--patients", "3", "--seed", "5", database_url=url, data_dir=tmp_path)
+    seeded = _cli(
+        "seed-demo", "--patients", "3", "--seed", "5", database_url=url, data_dir=tmp_path
+    )
     assert seeded.returncode == 0, seeded.stderr[-2000:]
     assert "3 patients" in seeded.stdout
     assert _scalar(url, "SELECT count(*) FROM resources WHERE resource_type = 'Location'") == 3

@@ -31,7 +31,11 @@ def row_count(live_server):
 def test_malformed_json(fhir_client: httpx.Client, row_count) -> None:
     before = row_count()
     body = _outcome(
-        fhir_client.post("/Patient", content=b'{"resourceType": "Patient",', headers={"Content-Type": "application/fhir+json"}),
+        fhir_client.post(
+            "/Patient",
+            content=b'{"resourceType": "Patient",',
+            headers={"Content-Type": "application/fhir+json"},
+        ),
         400,
     )
     assert "JSON" in body["issue"][0]["diagnostics"]
@@ -42,7 +46,9 @@ def test_wrong_resource_type_for_the_url(fhir_client: httpx.Client, row_count) -
     before = row_count()
     _outcome(fhir_client.post("/Observation", json={"resourceType": "Patient"}), 400)
     pid = str(uuid.uuid4())
-    _outcome(fhir_client.put(f"/Observation/{pid}", json={"resourceType": "Patient", "id": pid}), 400)
+    _outcome(
+        fhir_client.put(f"/Observation/{pid}", json={"resourceType": "Patient", "id": pid}), 400
+    )
     assert row_count() == before
 
 
@@ -63,7 +69,9 @@ def test_unknown_type_and_unknown_id(fhir_client: httpx.Client) -> None:
     _outcome(fhir_client.get("/no/such/route/at/all"), 404)
 
 
-def test_unknown_search_parameter_follows_the_handling_preference(fhir_client: httpx.Client) -> None:
+def test_unknown_search_parameter_follows_the_handling_preference(
+    fhir_client: httpx.Client,
+) -> None:
     lenient = fhir_client.get("/Patient?shoe-size=42&_count=1")
     assert lenient.status_code == 200
     outcomes = [e for e in lenient.json()["entry"] if e["search"]["mode"] == "outcome"]
@@ -79,7 +87,12 @@ def test_oversized_body_is_refused(fhir_client: httpx.Client, live_server, row_c
     before = row_count()
     limit = live_server.app.state.settings.max_body_bytes
     huge = b'{"resourceType": "Patient", "text": "' + b"x" * (limit + 10) + b'"}'
-    _outcome(fhir_client.post("/Patient", content=huge, headers={"Content-Type": "application/fhir+json"}), 413)
+    _outcome(
+        fhir_client.post(
+            "/Patient", content=huge, headers={"Content-Type": "application/fhir+json"}
+        ),
+        413,
+    )
 
     def chunks():
         yield huge[: limit // 2]
@@ -94,7 +107,9 @@ def test_oversized_body_is_refused(fhir_client: httpx.Client, live_server, row_c
 
 def test_unsupported_content_type(fhir_client: httpx.Client) -> None:
     _outcome(
-        fhir_client.post("/Patient", content=b"<Patient/>", headers={"Content-Type": "application/xml"}),
+        fhir_client.post(
+            "/Patient", content=b"<Patient/>", headers={"Content-Type": "application/xml"}
+        ),
         415,
     )
 
@@ -110,9 +125,13 @@ def _post_entry(resource: dict, full_url: str | None = None) -> dict:
     return entry
 
 
-def test_transaction_with_invalid_reference_stores_nothing(fhir_client: httpx.Client, row_count) -> None:
+def test_transaction_with_invalid_reference_stores_nothing(
+    fhir_client: httpx.Client, row_count
+) -> None:
     before = row_count()
-    patient = _post_entry({"resourceType": "Patient", "gender": "male"}, "urn:uuid:" + str(uuid.uuid4()))
+    patient = _post_entry(
+        {"resourceType": "Patient", "gender": "male"}, "urn:uuid:" + str(uuid.uuid4())
+    )
     dangling = _post_entry(
         {
             "resourceType": "Observation",
@@ -124,14 +143,20 @@ def test_transaction_with_invalid_reference_stores_nothing(fhir_client: httpx.Cl
     body = _outcome(fhir_client.post("", json=_transaction(patient, dangling)), 400)
     assert body["issue"][0]["expression"] == ["Bundle.entry[1].resource.subject"]
     missing = _post_entry(
-        {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-         "subject": {"reference": f"Patient/{uuid.uuid4()}"}}
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{uuid.uuid4()}"},
+        }
     )
     _outcome(fhir_client.post("", json=_transaction(patient, missing)), 400)
     assert row_count() == before
 
 
-def test_transaction_with_an_invalid_resource_stores_nothing(fhir_client: httpx.Client, row_count) -> None:
+def test_transaction_with_an_invalid_resource_stores_nothing(
+    fhir_client: httpx.Client, row_count
+) -> None:
     before = row_count()
     good = _post_entry({"resourceType": "Patient", "gender": "female"})
     bad = _post_entry({"resourceType": "Patient", "birthDate": "someday"})

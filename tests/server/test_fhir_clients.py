@@ -60,7 +60,12 @@ def test_fhirpy_create_read_search_count(live_server) -> None:
         status="final",
         code={"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         subject={"reference": f"Patient/{first['id']}"},
-        valueQuantity={"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+        valueQuantity={
+            "value": 72,
+            "unit": "/min",
+            "system": "http://unitsofmeasure.org",
+            "code": "/min",
+        },
         effectiveDateTime="2024-05-01T10:00:00Z",
     )
     observation.save()

@@ -68,4 +68,7 @@ def test_capability_statement_lists_exactly_what_works(fhir_client: httpx.Client
         for include in entry.get("searchInclude", []):
             response = fhir_client.get(f"/{resource_type}?_include={include}&_count=1")
             assert response.status_code == 200, include
-    assert fhir_client.get("/Patient?nickname=x", headers={"Prefer": "handling=strict"}).status_code == 400
+    assert (
+        fhir_client.get("/Patient?nickname=x", headers={"Prefer": "handling=strict"}).status_code
+        == 400
+    )

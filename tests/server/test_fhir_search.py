@@ -40,7 +40,11 @@ def _total(client: httpx.Client, query: str) -> int:
     return int(response.json()["total"])
 
 
-def _of(resources: list[dict[str, Any]], resource_type: str, keep: Callable[[dict], bool] = lambda r: True) -> int:
+def _of(
+    resources: list[dict[str, Any]],
+    resource_type: str,
+    keep: Callable[[dict], bool] = lambda r: True,
+) -> int:
     return sum(1 for r in resources if r["resourceType"] == resource_type and keep(r))
 
 
@@ -63,7 +67,9 @@ def test_patient_parameters(demo) -> None:
         1 for q in patients if starts(q["name"][0]["given"][0], given)
     )
     assert _total(client, f"/Patient?name={given}") == sum(
-        1 for q in patients if starts(q["name"][0]["given"][0], given) or starts(q["name"][0]["family"], given)
+        1
+        for q in patients
+        if starts(q["name"][0]["given"][0], given) or starts(q["name"][0]["family"], given)
     )
     mrn = p["identifier"][0]["value"]
     found = client.get(f"/Patient?identifier={fc.MRN_SYSTEM}|{mrn}").json()
@@ -76,7 +82,9 @@ def test_patient_parameters(demo) -> None:
     assert _total(client, f"/Patient?birthdate=lt{year}") == sum(
         1 for q in patients if q["birthDate"][:4] < year
     )
-    assert _total(client, "/Patient?gender=female") == sum(1 for q in patients if q["gender"] == "female")
+    assert _total(client, "/Patient?gender=female") == sum(
+        1 for q in patients if q["gender"] == "female"
+    )
     phone = p["telecom"][0]["value"]
     assert _total(client, f"/Patient?phone={phone}") == 1
     assert _total(client, "/Patient?address-city=springfield") == len(patients)
@@ -94,7 +102,12 @@ def test_clinical_parameters(demo) -> None:
     assert _total(client, "/Observation?category=vital-signs") == _of(resources, "Observation")
     fast = _of(resources, "Observation", lambda r: hr(r) and r["valueQuantity"]["value"] >= 90)
     assert _total(client, "/Observation?code=8867-4&value-quantity=ge90") == fast
-    assert _total(client, "/Observation?code=8867-4&value-quantity=ge90|http://unitsofmeasure.org|/min") == fast
+    assert (
+        _total(
+            client, "/Observation?code=8867-4&value-quantity=ge90|http://unitsofmeasure.org|/min"
+        )
+        == fast
+    )
     cut = (TODAY - timedelta(days=365)).isoformat()
     assert _total(client, f"/Observation?patient={patient}&date=ge{cut}") == _of(
         resources, "Observation", lambda r: mine(r) and r["effectiveDateTime"][:10] >= cut
@@ -106,21 +119,27 @@ def test_clinical_parameters(demo) -> None:
     assert _total(client, f"/Condition?code={fc.SNOMED}|38341003") == _of(
         resources, "Condition", lambda r: "38341003" in _codes(r["code"])
     )
-    assert _total(client, "/AllergyIntolerance?clinical-status=active") == _of(resources, "AllergyIntolerance")
+    assert _total(client, "/AllergyIntolerance?clinical-status=active") == _of(
+        resources, "AllergyIntolerance"
+    )
     assert _total(client, f"/MedicationRequest?patient={patient}&status=active") == _of(
         resources, "MedicationRequest", mine
     )
-    assert _total(client, f"/DocumentReference?patient={patient}&type={fc.LOINC}|11506-3&status=current") == _of(
-        resources, "DocumentReference", mine
+    assert _total(
+        client, f"/DocumentReference?patient={patient}&type={fc.LOINC}|11506-3&status=current"
+    ) == _of(resources, "DocumentReference", mine)
+    assert _total(client, f"/Immunization?patient={patient}") == _of(
+        resources, "Immunization", mine
     )
-    assert _total(client, f"/Immunization?patient={patient}") == _of(resources, "Immunization", mine)
 
 
 def test_schedule_and_location_parameters(demo) -> None:
     client, resources = demo
     location = next(r for r in resources if r["resourceType"] == "Location")["id"]
     at_site = lambda r: f"Location/{location}" in str(r)  # noqa: E731
-    assert _total(client, f"/Encounter?location={location}&status=finished") == _of(resources, "Encounter", at_site)
+    assert _total(client, f"/Encounter?location={location}&status=finished") == _of(
+        resources, "Encounter", at_site
+    )
     today = TODAY.isoformat()
     todays = _of(resources, "Appointment", lambda r: at_site(r) and r["start"][:10] == today)
     assert todays > 0
@@ -142,4 +161,6 @@ def test_last_updated_and_sort_by_id(demo) -> None:
     assert _total(client, "/Location?_lastUpdated=gt2000-01-01") == 3
     assert _total(client, "/Location?_lastUpdated=lt2000-01-01") == 0
     ids = [e["resource"]["id"] for e in client.get("/Location?_sort=-_id").json()["entry"]]
-    assert ids == sorted((r["id"] for r in resources if r["resourceType"] == "Location"), reverse=True)
+    assert ids == sorted(
+        (r["id"] for r in resources if r["resourceType"] == "Location"), reverse=True
+    )

@@ -24,7 +24,14 @@ import pytest
 
 from tests.server.conftest import client_for
 
-NDJSON_ORDER = ("Organization", "Location", "Practitioner", "PractitionerRole", "Patient", "Encounter")
+NDJSON_ORDER = (
+    "Organization",
+    "Location",
+    "Practitioner",
+    "PractitionerRole",
+    "Patient",
+    "Encounter",
+)
 
 
 class Imported:
@@ -72,9 +79,7 @@ def synthea(shared_data: Path) -> Path:
     return shared_data / "fhir-synthea"
 
 
-@pytest.fixture(
-    scope="module", params=["sample", pytest.param("all", marks=pytest.mark.slow)]
-)
+@pytest.fixture(scope="module", params=["sample", pytest.param("all", marks=pytest.mark.slow)])
 def imported_server(
     request: pytest.FixtureRequest, server_for_new_database, synthea: Path
 ) -> Iterator[tuple[Any, Imported]]:
@@ -83,7 +88,9 @@ def imported_server(
         result = Imported()
         for path in _bundle_files(synthea, sample):
             bundle = json.loads(path.read_text())
-            response = client.post("", json=bundle, headers={"Content-Type": "application/fhir+json"})
+            response = client.post(
+                "", json=bundle, headers={"Content-Type": "application/fhir+json"}
+            )
             assert response.status_code == 200, (path.name, response.text[:500])
             answers = response.json()["entry"]
             assert len(answers) == len(bundle["entry"])
@@ -127,8 +134,8 @@ def _identifier_index(items: list[tuple[str, dict[str, Any], str]]) -> dict[str,
     for name, resource, where in items:
         if name.endswith(".ndjson"):
             for ident in resource.get("identifier", []):
-                key = f"{resource['resourceType']}?identifier={ident.get('system')}|{ident.get('value')}"
-                index[key] = where
+                token = f"{ident.get('system')}|{ident.get('value')}"
+                index[f"{resource['resourceType']}?identifier={token}"] = where
     return index
 
 
@@ -180,7 +187,7 @@ def test_every_resource_reads_back_equal_to_its_input(imported_server, client) -
             checked += 1
     assert checked == len(imported.items) > 1500
     # and the read interaction itself, on a sample of every type
-    for resource_type, items in by_type.items():
+    for items in by_type.values():
         for _, _, where in items[:: max(1, len(items) // 5)]:
             response = client.get(f"/{where}")
             assert response.status_code == 200
@@ -195,7 +202,9 @@ def _count(client: httpx.Client, query: str) -> int:
 
 def _patient_of(resource: dict[str, Any]) -> str | None:
     for key in ("subject", "patient"):
-        ref = resource.get(key, {}).get("reference") if isinstance(resource.get(key), dict) else None
+        ref = (
+            resource.get(key, {}).get("reference") if isinstance(resource.get(key), dict) else None
+        )
         if ref:
             return ref
     return None
@@ -228,7 +237,9 @@ def test_search_counts_match_counts_from_the_input(imported_server, client) -> N
     assert _count(client, "/Observation?code=http://snomed.info/sct|8302-2") == 0
 
     finished = sum(
-        1 for _, r, _ in imported.items if r["resourceType"] == "Encounter" and r["status"] == "finished"
+        1
+        for _, r, _ in imported.items
+        if r["resourceType"] == "Encounter" and r["status"] == "finished"
     )
     assert _count(client, "/Encounter?status=finished") == finished
 
@@ -279,12 +290,10 @@ def test_paging_follows_next_links_to_every_match(imported_server, client) -> No
 def test_include_brings_the_referenced_patient(imported_server, client) -> None:
     _, imported = imported_server
     patient = next(where for _, r, where in imported.items if r["resourceType"] == "Patient")
-    body = client.get(
-        f"/Encounter?patient={patient}&_include=Encounter:patient&_count=3"
-    ).json()
+    body = client.get(f"/Encounter?patient={patient}&_include=Encounter:patient&_count=3").json()
     modes = Counter(e["search"]["mode"] for e in body["entry"])
     assert modes["include"] == 1
-    included = [e for e in body["entry"] if e["search"]["mode"] == "include"][0]
+    included = next(e for e in body["entry"] if e["search"]["mode"] == "include")
     assert f"Patient/{included['resource']['id']}" == patient
 
 
@@ -293,7 +302,9 @@ def test_care_sites_come_from_encounter_locations(imported_server) -> None:
     from sqlalchemy import text
 
     with server.engine.connect() as conn:
-        links = conn.execute(text("SELECT count(DISTINCT patient_id) FROM patient_locations")).scalar()
+        links = conn.execute(
+            text("SELECT count(DISTINCT patient_id) FROM patient_locations")
+        ).scalar()
     patients_with_located_encounters = {
         r["subject"]["reference"]
         for name, r, _ in imported.items

@@ -45,7 +45,7 @@ from sync_server.services.server_keys import ServerKeys
 from sync_server.services.system_access import SystemAudit, SystemGuard
 from sync_server.services.users import create_user
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SECRET = "scale-test-server-secret-0123456789abcdef"
 WORKSTATIONS = 4
@@ -160,10 +160,15 @@ class Workstation:
         for attempt in range(40):
             server = order[attempt % 2]
             try:
+                headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
                 response = httpx.request(method, server.url + path, timeout=30,
-                                         headers={"Authorization": f"Bearer {self.token}"},
-                                         **kwargs)  # fmt: skip
-            except httpx.TransportError as exc:
+                                         headers=headers, **kwargs)  # fmt: skip
+            except (
+                httpx.ConnectError,
+                httpx.ReadError,
+                httpx.RemoteProtocolError,
+                httpx.TimeoutException,
+            ) as exc:
                 last = repr(exc)
                 self.retries += 1
                 time.sleep(0.1)

@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import keyring
 import pytest
-from keyrings.alt.file import PlaintextKeyring
 
 TESTS = Path(__file__).resolve().parent.parent
 for folder in ("server", "desktop", "sync"):
@@ -39,18 +37,12 @@ def _load(name: str, relative: str) -> ModuleType:
 
 server_for_new_database = _load("server_fixtures", "server/conftest.py").server_for_new_database
 
+from desktop_sync_support import file_keychain  # noqa: E402
 from identity_support import secure_server  # noqa: E402, F401 - re-exported fixture
 
 
 @pytest.fixture(scope="module", autouse=True)
 def module_keychain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """`keyring` writes to a file of this module (a child process finds it with
-    `desktop_store_helpers.keychain_env`), never to the real keychain."""
-    path = tmp_path_factory.mktemp("xdg") / "python_keyring" / "keyring_pass.cfg"
-    path.parent.mkdir(parents=True)
-    backend = PlaintextKeyring()
-    backend.file_path = str(path)  # type: ignore[misc]
-    previous = keyring.get_keyring()
-    keyring.set_keyring(backend)
-    yield path
-    keyring.set_keyring(previous)
+    """A keychain file per module: the workstations here live for a whole module."""
+    with file_keychain(tmp_path_factory.mktemp("xdg")) as path:
+        yield path

@@ -10,6 +10,7 @@ duplicated changes, and the workstation holds exactly the server's state.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -23,16 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from desktop_store_helpers import FAST_KDF, keychain_env
-from identity_support import PASSWORD, TestUser, make_user
-from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
-from sync_support import (
+from desktop_sync_support import (
     LOCATION,
     SeededCharts,
+    ServerProcess,
+    create_user_on,
     goal,
     local_state,
     seed_charts,
@@ -42,15 +41,15 @@ from sync_support import (
     synthea_patients,
     version_counts,
 )
+from identity_support import PASSWORD, TestUser, make_user
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from desktop.services.workstation import Workstation
 from desktop.sync import engine as sync_engine
 from desktop.sync.progress import SyncProgress
 from desktop.sync.retry import RetryPolicy
-from sync_server.config import Settings
 from sync_server.db.engine import make_engine, migrate
-from sync_server.services import users
-from sync_server.services.identity import build_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,22 +141,67 @@ def _spawn(command: list[str], keychain: Path) -> subprocess.Popen:
         os.close(read_end)
 
 
-#: The killed process: the same `Workstation.sync` the command runs, with a "ready"
-#: line once signed in, so the kill lands in the sync and not in the interpreter start.
-WORKER = """
-import sys
+#: A process that imports the desktop once, then forks one child per sync: each child
+#: is a real workstation process (its own profile lock, SQLCipher connection and HTTP
+#: client) that the test kills with SIGKILL; the fork spares 20 interpreter starts.
+ZYGOTE = """
+import os, sys
 from desktop.services.workstation import Workstation
-ws = Workstation.open(sys.argv[1], sys.argv[2])
-ws.sign_in_offline(sys.argv[3], sys.stdin.readline().rstrip("\\n"))
-print("ready", flush=True)
-ws.sync()
-print("done", flush=True)
-ws.close()
+profile, url, user = sys.argv[1:4]
+password = sys.stdin.readline().rstrip("\\n")
+for _ in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ws = Workstation.open(profile, url)
+            ws.sign_in_offline(user, password)
+            print(f"ready {os.getpid()}", flush=True)
+            ws.sync()
+            ws.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    print(f"exit {pid} {status}", flush=True)
 """
 
 
-def _worker(url: str, profile: Path, user: TestUser, keychain: Path) -> subprocess.Popen:
-    return _spawn([sys.executable, "-c", WORKER, str(profile), url, user.username], keychain)
+class Zygote:
+    def __init__(self, url: str, profile: Path, user: TestUser, keychain: Path) -> None:
+        env = {**os.environ, **keychain_env(keychain)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE, str(profile), url, user.username],
+            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        self._send(PASSWORD)
+
+    def _send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def _read(self) -> list[str]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().decode().split()
+
+    def start_sync(self) -> int:
+        """Fork a syncing child; returns its pid once it has signed in."""
+        self._send("go")
+        word, pid = self._read()
+        assert word == "ready", word
+        return int(pid)
+
+    def wait(self) -> int:
+        """The child's wait status (0: finished its sync)."""
+        word, _, status = self._read()
+        assert word == "exit"
+        return int(status)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 def _sync_command(url: str, profile: Path, user: TestUser, keychain: Path) -> None:
@@ -173,26 +217,26 @@ def _kill_runs(kill_setup: Any, keychain: Path, kills: int, seed: int) -> dict[s
     server, user, charts, profile = kill_setup
     rng = random.Random(seed)
     ledger = Ledger()
-    _edit_offline(profile, user, charts, ledger, 30)  # calibrate: how long a sync takes here
-    proc = _worker(server.url, profile, user, keychain)
-    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-    started = time.monotonic()
-    proc.communicate(timeout=120)
-    assert proc.returncode == 0
-    span = time.monotonic() - started
-    outcomes = {"killed": 0, "finished": 0}
-    while outcomes["killed"] < kills and sum(outcomes.values()) < kills * 2:
-        _edit_offline(profile, user, charts, ledger, rng.randint(3, 30))
-        _remote_writes(server.engine, charts, rng.randint(0, 30))
-        proc = _worker(server.url, profile, user, keychain)
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-        time.sleep(rng.uniform(0.0, span))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            outcomes["killed"] += 1
-        else:
-            outcomes["finished"] += 1
-        proc.communicate(timeout=60)
+    zygote = Zygote(server.url, profile, user, keychain)
+    try:
+        _edit_offline(profile, user, charts, ledger, 30)  # calibrate: how long a sync takes here
+        zygote.start_sync()
+        started = time.monotonic()
+        assert zygote.wait() == 0
+        span = time.monotonic() - started
+        outcomes = {"killed": 0, "finished": 0}
+        while outcomes["killed"] < kills and sum(outcomes.values()) < kills * 2:
+            _edit_offline(profile, user, charts, ledger, rng.randint(3, 30))
+            _remote_writes(server.engine, charts, rng.randint(0, 30))
+            pid = zygote.start_sync()
+            time.sleep(rng.uniform(0.0, span))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            status = zygote.wait()
+            outcomes["killed" if os.WIFSIGNALED(status) else "finished"] += 1
+            assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0
+    finally:
+        zygote.close()
     _sync_command(server.url, profile, user, keychain)  # the headless command finishes the job
     with Workstation.open(profile, None, kdf=FAST_KDF) as ws:
         ws.sign_in_offline(user.username, PASSWORD)
@@ -234,75 +278,26 @@ def test_status_command_prints_online_pending_and_conflicts(
 # -- kill -9 the server during a push ----------------------------------------------------
 
 
-@dataclass
-class ServerProcess:
-    url: str
-    port: int
-    env: dict[str, str]
-    engine: Engine
-    proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "sync_server.cli", "serve", "--host", "127.0.0.1",
-                   "--port", str(self.port)]  # fmt: skip
-        self.proc = subprocess.Popen(
-            command, cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
-            time.sleep(0.1)
-        raise RuntimeError("server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def server_process(create_database: Any, tmp_path_factory: Any) -> Iterator[ServerProcess]:
     url = create_database()
     engine = make_engine(url)
     migrate(engine)
     data_dir = tmp_path_factory.mktemp("server-data")
-    from server_fixtures import free_port
-
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "EHR_DATA_DIR": str(data_dir)}
-    server = ServerProcess(f"http://127.0.0.1:{port}", port, env, engine)
+    server = ServerProcess.on(url, engine, data_dir)
     server.start()
     try:
         yield server
     finally:
-        if server.proc is not None and server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGTERM)
-            server.proc.wait(timeout=30)
+        server.stop()
         engine.dispose()
-
-
-def _user_on(server: ServerProcess, data_dir: str) -> TestUser:
-    runtime = build_runtime(Settings(data_dir=Path(data_dir), database_url=None))
-    with Session(server.engine) as session:
-        _, enrolment = users.create_user(
-            session, runtime.keys, runtime.security, username="dr.restart", password=PASSWORD,
-            roles=["physician"], location_ids=[LOCATION],
-        )  # fmt: skip
-        session.commit()
-    return TestUser("dr.restart", PASSWORD, enrolment.secret)
 
 
 def test_server_killed_in_the_middle_of_a_push(
     server_process: ServerProcess, shared_data: Path, tmp_path: Path
 ) -> None:
     server = server_process
-    user = _user_on(server, server.env["EHR_DATA_DIR"])
+    user = create_user_on(server, "dr.restart")
     charts = seed_charts(server.engine, synthea_patients(shared_data)[:3], goals_per_patient=3)
     profile = tmp_path / "ws"
     with signed_in(profile, server.url, user) as ws:

@@ -20,11 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
-from identity_support import make_user
-from sqlalchemy import text
-from sync_support import (
+from desktop_sync_support import (
     LOCATION,
     SeededCharts,
     delete_locally,
@@ -35,6 +31,10 @@ from sync_support import (
     strip_meta,
     synthea_patients,
 )
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from identity_support import make_user
+from sqlalchemy import text
 
 from desktop.services.workstation import Workstation
 from shared_models.errors import NotFound
@@ -66,7 +66,9 @@ def cluster(secure_server: Any, shared_data: Path, tmp_path_factory: Any):
         ws.close()
 
 
-def _apply(ws: Workstation, index: int, kind: str, target: int, charts: SeededCharts) -> Edit | None:
+def _apply(
+    ws: Workstation, index: int, kind: str, target: int, charts: SeededCharts
+) -> Edit | None:
     n = next(_counter)
     if kind.startswith("goal"):
         rtype, rid = "Goal", charts.goal_ids[target % len(charts.goal_ids)]

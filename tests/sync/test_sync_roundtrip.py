@@ -12,10 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from identity_support import TestUser, make_user
-from sqlalchemy import text
-from sqlalchemy.orm import Session
-from sync_support import (
+from desktop_sync_support import (
     LOCATION,
     delete_locally,
     local_state,
@@ -26,6 +23,9 @@ from sync_support import (
     synthea_patients,
     version_counts,
 )
+from identity_support import TestUser, make_user
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from desktop.services.workstation import Workstation
 from desktop.store import conflicts, outbox, sync_state
@@ -103,8 +103,10 @@ def test_offline_edits_reach_the_other_workstation(secure_server, charts, ws_a, 
     ws_b.sync()
     assert ws_b.get_resource("Goal", goal_id)[0]["description"]["text"] == "Walk 30 minutes daily"
     assert phone in ws_b.get_resource("Patient", patient_id)[0]["telecom"]
-    assert local_state(ws_b) == local_state(ws_a) == server_state(
-        secure_server.engine, charts.patient_ids
+    assert (
+        local_state(ws_b)
+        == local_state(ws_a)
+        == server_state(secure_server.engine, charts.patient_ids)
     )
 
 
@@ -260,7 +262,8 @@ def _goal_of(ws: Workstation, patient_id: str) -> str:
 def _chart_ids(ws: Workstation, patient_id: str) -> list[str]:
     return [
         rid for (rtype, rid), (_, res) in local_state(ws).items()
-        if rid == patient_id or (res.get("subject") or {}).get("reference") == f"Patient/{patient_id}"
+        if rid == patient_id
+        or (res.get("subject") or {}).get("reference") == f"Patient/{patient_id}"
     ]  # fmt: skip
 
 

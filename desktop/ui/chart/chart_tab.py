@@ -7,7 +7,8 @@ patient (the change bus), at most one load at a time.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -17,6 +18,7 @@ from desktop.services.chart import ChartView
 from desktop.services.vitals import FlowsheetColumn, build_flowsheet
 from desktop.ui.chart.allergies import AllergiesPanel
 from desktop.ui.chart.banner import PatientBanner
+from desktop.ui.chart.list_panel import ChartListPanel
 from desktop.ui.chart.medications import MedicationsPanel
 from desktop.ui.chart.notes import NotesPanel
 from desktop.ui.chart.problems import ProblemsPanel
@@ -37,6 +39,9 @@ def _load(patient_id: str) -> Any:
 
 
 class ChartTab(QWidget):
+    """Sections are built when first shown (opening a chart paints the summary only);
+    a section built later is filled from the chart already loaded."""
+
     #: Emitted after the chart's widgets show freshly loaded data.
     loaded = Signal()
 
@@ -45,34 +50,105 @@ class ChartTab(QWidget):
         self.ctx = ctx
         self.patient_id = patient_id
         self.chart: ChartView | None = None
+        self.flowsheet: list[FlowsheetColumn] = []
         self.title = "Loading…"
         self._loading = False
         self._stale = False
+        self._built: dict[str, QWidget] = {}
+        self._pages: dict[str, QVBoxLayout] = {}
         self.banner = PatientBanner()
         self.loading_label = QLabel("Opening the chart…")
         self.loading_label.setProperty("role", "hint")
         self.sections = QTabWidget()
         self.sections.setObjectName("chartSections")
-        self.summary = SummaryTab()
-        self.vitals = VitalsTab(ctx, patient_id)
-        self.problems = ProblemsPanel(ctx, patient_id)
-        self.allergies = AllergiesPanel(ctx, patient_id)
-        self.medications = MedicationsPanel(ctx, patient_id)
-        self.notes = NotesPanel(ctx, patient_id)
-        pages = (self.summary, self.vitals, self.problems, self.allergies, self.medications,
-                 self.notes)  # fmt: skip
-        for number, (name, page) in enumerate(zip(SECTIONS, pages, strict=True), start=1):
+        for number, name in enumerate(SECTIONS, start=1):
+            page = QWidget()
+            self._pages[name] = QVBoxLayout(page)
+            self._pages[name].setContentsMargins(0, 0, 0, 0)
             self.sections.addTab(page, f"&{number} {name}")
             shortcut = QShortcut(QKeySequence(f"Alt+{number}"), self)
             shortcut.activated.connect(lambda i=number - 1: self.sections.setCurrentIndex(i))
+        self.sections.currentChanged.connect(lambda i: self.section(SECTIONS[i]))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.banner)
         layout.addWidget(self.loading_label)
         layout.addWidget(self.sections, 1)
         self.banner.hide()
+        self.section("Summary")
         ctx.bus.changed.connect(self._changed)
         self.reload()
+
+    # -- sections, built on first use ----------------------------------------------
+
+    def _build(self, name: str) -> QWidget:
+        ctx, pid = self.ctx, self.patient_id
+        factories: dict[str, Callable[[], QWidget]] = {
+            "Summary": SummaryTab,
+            "Vitals": lambda: VitalsTab(ctx, pid),
+            "Problems": lambda: ProblemsPanel(ctx, pid),
+            "Allergies": lambda: AllergiesPanel(ctx, pid),
+            "Medications": lambda: MedicationsPanel(ctx, pid),
+            "Notes": lambda: NotesPanel(ctx, pid),
+        }
+        return factories[name]()
+
+    def section(self, name: str) -> QWidget:
+        if name not in self._built:
+            widget = self._build(name)
+            self._built[name] = widget
+            self._pages[name].addWidget(widget)
+            widget.show()  # a child added to a visible parent stays hidden otherwise
+            if self.chart is not None:
+                self._fill(name, widget)
+        return self._built[name]
+
+    def _fill(self, name: str, widget: QWidget) -> None:
+        chart = self.chart
+        assert chart is not None
+        if isinstance(widget, SummaryTab):
+            widget.set_chart(chart, self.flowsheet)
+        elif isinstance(widget, VitalsTab):
+            widget.set_flowsheet(self.flowsheet)
+        elif isinstance(widget, NotesPanel):
+            widget.set_notes(chart.notes)
+        elif isinstance(widget, ChartListPanel):
+            records = {"Problems": chart.problems, "Allergies": chart.allergies,
+                       "Medications": chart.medications}[name]  # fmt: skip
+            widget.set_records(records)
+
+    def show_section(self, name: str) -> QWidget:
+        self.sections.setCurrentIndex(SECTIONS.index(name))
+        return self.section(name)
+
+    def current_section(self) -> QWidget:
+        return self.section(SECTIONS[self.sections.currentIndex()])
+
+    @property
+    def summary(self) -> SummaryTab:
+        return cast(SummaryTab, self.section("Summary"))
+
+    @property
+    def vitals(self) -> VitalsTab:
+        return cast(VitalsTab, self.section("Vitals"))
+
+    @property
+    def problems(self) -> ProblemsPanel:
+        return cast(ProblemsPanel, self.section("Problems"))
+
+    @property
+    def allergies(self) -> AllergiesPanel:
+        return cast(AllergiesPanel, self.section("Allergies"))
+
+    @property
+    def medications(self) -> MedicationsPanel:
+        return cast(MedicationsPanel, self.section("Medications"))
+
+    @property
+    def notes(self) -> NotesPanel:
+        return cast(NotesPanel, self.section("Notes"))
+
+    # -- loading -------------------------------------------------------------------
 
     def reload(self) -> None:
         if self._loading:
@@ -94,7 +170,7 @@ class ChartTab(QWidget):
         self.ctx.errors.show(self, error)
 
     def _show(self, result: tuple[ChartView, list[FlowsheetColumn]]) -> None:
-        chart, flowsheet = result
+        chart, self.flowsheet = result
         self.chart = chart
         self.title = chart.banner.name or "Unnamed patient"
         self.banner.set_banner(
@@ -102,12 +178,8 @@ class ChartTab(QWidget):
         )
         self.banner.show()
         self.loading_label.hide()
-        self.summary.set_chart(chart, flowsheet)
-        self.vitals.set_flowsheet(flowsheet)
-        self.problems.set_records(chart.problems)
-        self.allergies.set_records(chart.allergies)
-        self.medications.set_records(chart.medications)
-        self.notes.set_notes(chart.notes)
+        for name, widget in self._built.items():
+            self._fill(name, widget)
         self.loaded.emit()
 
     def _changed(self, kinds: frozenset[str], patient_id: str | None) -> None:
@@ -116,5 +188,7 @@ class ChartTab(QWidget):
 
     def close_chart(self) -> None:
         """Keep a draft being written, then let the tab go."""
-        self.notes.save_draft()
+        notes = self._built.get("Notes")
+        if isinstance(notes, NotesPanel):
+            notes.save_draft()
         self.ctx.bus.changed.disconnect(self._changed)

@@ -50,7 +50,7 @@ class TrendChart(QWidget):
         self.setAccessibleName(f"{title} trend")
 
     def set_series(self, series: list[Series]) -> None:
-        self._series = [s for s in series if s.points]
+        self._series = [Series(s.label, sorted(s.points)) for s in series if s.points]
         self.update()
 
     @property

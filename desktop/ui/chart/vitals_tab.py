@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHeaderView, QSplitter, QVBoxLayout, QWidget
 
 from desktop.services.vitals import FlowsheetColumn, trend_series
 from desktop.ui.chart.edits import save_all_new
@@ -36,7 +36,11 @@ class VitalsTab(QWidget):
         self.flowsheet = make_table_view(self.model, self)
         self.flowsheet.setObjectName("flowsheet")
         self.flowsheet.verticalHeader().show()
-        self.flowsheet.horizontalHeader().setStretchLastSection(False)
+        # Fixed column widths: sizing ~1,000 date columns to their contents costs seconds.
+        header = self.flowsheet.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        header.setDefaultSectionSize(self.fontMetrics().horizontalAdvance("00 Mmm 0000") + 16)
         self.charts: dict[str, TrendChart] = {}
         charts = QWidget()
         grid = QGridLayout(charts)

@@ -37,9 +37,7 @@ def upgrade() -> None:
         )"""
     )
     op.execute("CREATE INDEX ix_resources_patient ON resources (patient_id, resource_type)")
-    op.execute(
-        "CREATE INDEX ix_resources_type_updated ON resources (resource_type, last_updated)"
-    )
+    op.execute("CREATE INDEX ix_resources_type_updated ON resources (resource_type, last_updated)")
     op.execute("CREATE SEQUENCE resource_versions_seq")
     op.execute(
         """
@@ -60,9 +58,7 @@ def upgrade() -> None:
         "CREATE UNIQUE INDEX ux_resource_versions_key"
         " ON resource_versions (resource_type, id, version_id)"
     )
-    op.execute(
-        "CREATE INDEX ix_resource_versions_patient ON resource_versions (patient_id, seq)"
-    )
+    op.execute("CREATE INDEX ix_resource_versions_patient ON resource_versions (patient_id, seq)")
     op.execute(
         """
         CREATE TABLE patient_locations (

@@ -2,8 +2,8 @@
 
 Also creates the application's database role `ehr_app` (no login; the server
 `SET ROLE`s to it on every connection, see `sync_server.db.app_role`). It may read
-and write every table but only INSERT into `audit_events`; a trigger refuses
-UPDATE, DELETE and TRUNCATE there even for the owner.
+and write every table but only INSERT into `audit_events` and `audit_chain`;
+triggers refuse UPDATE, DELETE and TRUNCATE there even for the owner.
 
 Revision ID: 0002_identity_audit
 Revises: 0001_fhir_store
@@ -95,8 +95,10 @@ _TABLES = (
         expires_at timestamptz NOT NULL
     )""",
     "CREATE INDEX ix_break_glass_user ON break_glass_grants (user_id, expires_at)",
+    "CREATE SEQUENCE audit_events_pos_seq",
     """CREATE TABLE audit_events (
-        seq bigint PRIMARY KEY,
+        pos bigint PRIMARY KEY DEFAULT nextval('audit_events_pos_seq'),
+        txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
         id text NOT NULL UNIQUE,
         recorded timestamptz NOT NULL,
         username text NOT NULL,
@@ -110,31 +112,45 @@ _TABLES = (
         resource_type text,
         resource_id text,
         patient_ids text[] NOT NULL,
-        detail jsonb NOT NULL,
-        prev_hash text NOT NULL,
-        hash text NOT NULL
+        detail jsonb NOT NULL
     )""",
+    "ALTER SEQUENCE audit_events_pos_seq OWNED BY audit_events.pos",
+    "CREATE INDEX ix_audit_events_txid ON audit_events (txid)",
     "CREATE INDEX ix_audit_events_recorded ON audit_events (recorded)",
     "CREATE INDEX ix_audit_events_username ON audit_events (username, recorded)",
     "CREATE INDEX ix_audit_events_patients ON audit_events USING gin (patient_ids)",
+    """CREATE TABLE audit_chain (
+        seq bigint PRIMARY KEY,
+        event_pos bigint NOT NULL UNIQUE,
+        prev_hash text NOT NULL,
+        hash text NOT NULL
+    )""",
     """CREATE TABLE audit_chain_head (
         id integer PRIMARY KEY CHECK (id = 1),
         seq bigint NOT NULL,
         hash text NOT NULL,
-        mac text NOT NULL
+        mac text NOT NULL,
+        horizon xid8 NOT NULL
     )""",
-    "INSERT INTO audit_chain_head (id, seq, hash, mac) VALUES (1, 0, repeat('0', 64), '')",
+    "INSERT INTO audit_chain_head (id, seq, hash, mac, horizon)"
+    " VALUES (1, 0, repeat('0', 64), '', '0'::xid8)",
 )
 
 _APPEND_ONLY = (
-    """CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    """CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        RAISE EXCEPTION 'audit_events is append-only' USING ERRCODE = 'insufficient_privilege';
+        RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
     END $$""",
-    """CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events
-        FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()""",
-    """CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
-        FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()""",
+    *(
+        statement
+        for table in ("audit_events", "audit_chain")
+        for statement in (
+            f"""CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table}
+                FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
+            f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+                FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()""",
+        )
+    ),
 )
 
 _APP_ROLE = (
@@ -160,7 +176,7 @@ _APP_ROLE = (
     f" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE}",
     f"ALTER DEFAULT PRIVILEGES IN SCHEMA public"
     f" GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {APP_ROLE}",
-    f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM {APP_ROLE}",
+    f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_events, audit_chain FROM {APP_ROLE}",
 )
 
 
@@ -175,6 +191,7 @@ def downgrade() -> None:
     op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM {APP_ROLE}")
     for table in (
         "audit_chain_head",
+        "audit_chain",
         "audit_events",
         "break_glass_grants",
         "authorization_codes",
@@ -185,7 +202,7 @@ def downgrade() -> None:
         "users",
     ):
         op.execute(f"DROP TABLE IF EXISTS {table}")
-    op.execute("DROP FUNCTION IF EXISTS audit_events_append_only()")
+    op.execute("DROP FUNCTION IF EXISTS audit_append_only()")
     op.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {APP_ROLE}")
     op.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {APP_ROLE}")
     op.execute(f"REVOKE USAGE ON SCHEMA public FROM {APP_ROLE}")

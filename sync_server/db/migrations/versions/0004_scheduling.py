@@ -1,4 +1,4 @@
-"""Scheduling: `slot_bookings`, the table that makes a double booking impossible.
+"""Scheduling: `slot_bookings`, the table that makes a double booking impossible; `slot_index`.
 
 One row per (slot, appointment holding it), kept by a trigger on `resources`
 in the same statement that writes the Appointment's new version, whoever
@@ -7,6 +7,10 @@ primary key on `slot_id` means a second appointment holding the same slot
 fails with a unique violation, also when two server processes race: the loser
 waits for the winner's commit, then fails. Cancelled, no-show and
 entered-in-error appointments hold no slot (as in `merge_policy`).
+
+`slot_index` (slot, schedule, start instant, status), kept by another trigger on
+`resources`, lets the free-slot search read each schedule's next free slots
+from one index, whatever the planner's statistics say.
 
 Revision ID: 0004_scheduling
 Revises: 0003_sync
@@ -58,6 +62,42 @@ _STATEMENTS = (
     CREATE TRIGGER resources_slot_bookings AFTER INSERT OR UPDATE ON resources
     FOR EACH ROW WHEN (NEW.resource_type = 'Appointment')
     EXECUTE FUNCTION keep_slot_bookings()""",
+    # Slots by schedule and start instant: the free-slot search walks this index.
+    """
+    CREATE TABLE slot_index (
+        slot_id text PRIMARY KEY,
+        schedule_id text NOT NULL,
+        start timestamptz NOT NULL,
+        status text NOT NULL
+    )""",
+    "CREATE INDEX ix_slot_index_free ON slot_index (schedule_id, start) WHERE status = 'free'",
+    """
+    CREATE FUNCTION keep_slot_index() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        schedule text := NEW.resource->'schedule'->>'reference';
+    BEGIN
+        IF NEW.deleted OR left(schedule, 9) <> 'Schedule/' OR NEW.resource->>'start' IS NULL THEN
+            DELETE FROM slot_index WHERE slot_id = NEW.id;
+        ELSE
+            INSERT INTO slot_index (slot_id, schedule_id, start, status)
+            VALUES (NEW.id, substr(schedule, 10), (NEW.resource->>'start')::timestamptz,
+                    coalesce(NEW.resource->>'status', ''))
+            ON CONFLICT (slot_id) DO UPDATE SET schedule_id = EXCLUDED.schedule_id,
+                start = EXCLUDED.start, status = EXCLUDED.status;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """
+    CREATE TRIGGER resources_slot_index AFTER INSERT OR UPDATE ON resources
+    FOR EACH ROW WHEN (NEW.resource_type = 'Slot')
+    EXECUTE FUNCTION keep_slot_index()""",
+    """
+    INSERT INTO slot_index (slot_id, schedule_id, start, status)
+    SELECT id, substr(resource->'schedule'->>'reference', 10), (resource->>'start')::timestamptz,
+           coalesce(resource->>'status', '')
+    FROM resources WHERE resource_type = 'Slot' AND NOT deleted
+      AND left(resource->'schedule'->>'reference', 9) = 'Schedule/'
+      AND resource->>'start' IS NOT NULL""",
     # Appointments stored before this revision: the first holder of a slot keeps it.
     """
     INSERT INTO slot_bookings (slot_id, appointment_id)
@@ -74,6 +114,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS resources_slot_index ON resources")
+    op.execute("DROP FUNCTION IF EXISTS keep_slot_index()")
+    op.execute("DROP TABLE IF EXISTS slot_index")
     op.execute("DROP TRIGGER IF EXISTS resources_slot_bookings ON resources")
     op.execute("DROP FUNCTION IF EXISTS keep_slot_bookings()")
     op.execute("DROP FUNCTION IF EXISTS appointment_held_slots(jsonb)")

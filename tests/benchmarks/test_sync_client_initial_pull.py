@@ -1,0 +1,84 @@
+"""Initial pull of 100,000 resources into the encrypted local store.
+
+Figure: resources/s of a workstation's first sync (HTTP pages from a real
+`ehr-server serve` process on loopback, each page applied to SQLCipher in one
+transaction with its cursor, index rows included), beside the raw rate of
+inserting the same JSON into SQLCipher in one transaction on this machine.
+Target (DESIGN.md): at least a third of raw. Printed, never asserted on time.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sync"))
+
+from client_bench_support import (  # noqa: F401 - fixtures
+    bench_keychain,
+    bench_server,
+    new_workstation,
+    sync_now,
+)
+from desktop_sync_support import bulk_load, location, synthea_clinic
+
+from desktop.store.database import connect
+
+TOTAL = 100_000
+PAGE = 5_000
+
+pytestmark = pytest.mark.benchmark
+
+
+def raw_insert_rate(folder: Path, rows: list[Any]) -> float:
+    """Rows/s of plain INSERTs of the same JSON into a SQLCipher file, one transaction."""
+    conn = connect(folder / "raw.db", bytes(range(32)))
+    conn.execute("CREATE TABLE raw (resource_type TEXT, id TEXT, json BLOB)")
+    started = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO raw VALUES (?, ?, ?)", [(r.resource_type, r.id, r.json) for r in rows]
+    )
+    conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return len(rows) / seconds
+
+
+def test_initial_pull_of_100k_resources(
+    bench_server: Any,  # noqa: F811 - fixture
+    bench_keychain: Path,  # noqa: F811 - fixture
+    shared_data: Path,
+    tmp_path: Path,
+) -> None:
+    rows = synthea_clinic(shared_data, TOTAL)
+    bulk_load(bench_server.engine, rows)
+    bench_server.start()
+    with bench_server.engine.begin() as conn:  # the Location the patients are cared at
+        conn.exec_driver_sql(
+            "INSERT INTO resources (resource_type, id, version_id, last_updated, resource)"
+            " VALUES ('Location', %(id)s, 1, now(), %(json)s::jsonb)",
+            {"id": location()["id"], "json": orjson.dumps(location()).decode()},
+        )
+    ws = new_workstation(bench_server, tmp_path / "ws", "bench.pull")
+    try:
+        started = time.perf_counter()
+        report = sync_now(ws, page_limit=PAGE)
+        seconds = time.perf_counter() - started
+        stored = ws._db().connection().execute("SELECT count(*) FROM resources").fetchone()[0]
+    finally:
+        ws.close()
+    assert stored == TOTAL and report.pulled == TOTAL
+    raw = raw_insert_rate(tmp_path, rows)
+    rate = TOTAL / seconds
+    print(
+        f"\ninitial pull: {TOTAL:,} resources ({report.bytes_received / 1e6:.0f} MB) in "
+        f"{seconds:.1f} s = {rate:,.0f} resources/s over HTTP into SQLCipher"
+        f"\nraw SQLCipher insert of the same JSON, one transaction: {raw:,.0f} rows/s"
+        f"\nratio {rate / raw:.2f} of raw (target >= 0.33)"
+    )

@@ -1,0 +1,113 @@
+"""`apply_remote_page`: a pull page and its cursor in one transaction, local edits kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from desktop.store import conflicts, outbox, resources, sync_state
+from desktop.store.database import ChartDatabase
+from desktop.store.keyslots import new_key
+from desktop.store.remote_changes import RemoteChange, apply_remote_page
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> ChartDatabase:
+    database = ChartDatabase(tmp_path / "chart.db", new_key())
+    yield database
+    database.close()
+
+
+def patient(pid: str, family: str) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "name": [{"family": family, "given": ["Ana"]}],
+            "identifier": [{"value": f"MRN-{pid}"}], "birthDate": "1980-02-03"}  # fmt: skip
+
+
+def condition(cid: str, pid: str, text: str) -> dict[str, Any]:
+    return {"resourceType": "Condition", "id": cid, "subject": {"reference": f"Patient/{pid}"},
+            "code": {"text": text}}  # fmt: skip
+
+
+def wire(res: dict[str, Any], version: int, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": res["resourceType"], "id": res["id"], "versionId": version,
+            "deleted": False, "resource": res, **extra}  # fmt: skip
+
+
+def test_page_and_cursor_commit_together(db: ChartDatabase) -> None:
+    page = [RemoteChange.from_wire(wire(patient("p1", "Okafor"), 1)),
+            RemoteChange.from_wire(wire(condition("c1", "p1", "Asthma"), 3))]  # fmt: skip
+    result = apply_remote_page(db, page, "cursor-2")
+    conn = db.connection()
+    assert result.applied == 2 and sync_state.cursor(conn) == "cursor-2"
+    stored = resources.get(conn, "Condition", "c1")
+    assert stored is not None and stored.version_id == 3 and stored.patient_id == "p1"
+    assert orjson.loads(stored.json) == condition("c1", "p1", "Asthma")
+    assert [p.patient_id for p in resources.patients_by_name_prefixes(conn, ["oka"], 5)] == ["p1"]
+
+
+def test_a_failing_page_changes_nothing(db: ChartDatabase) -> None:
+    apply_remote_page(db, [RemoteChange.from_wire(wire(patient("p1", "Okafor"), 1))], "c1")
+    broken = RemoteChange("Patient", "p2", 1, resource_json=b"{not json")
+    good = RemoteChange.from_wire(wire(patient("p3", "Lind"), 1))
+    with pytest.raises(orjson.JSONDecodeError):
+        apply_remote_page(db, [good, broken], "c2")
+    conn = db.connection()
+    assert sync_state.cursor(conn) == "c1"
+    assert resources.get(conn, "Patient", "p3") is None
+
+
+def test_newer_version_replaces_index_rows(db: ChartDatabase) -> None:
+    apply_remote_page(db, [RemoteChange.from_wire(wire(patient("p1", "Okafor"), 1))], "c1")
+    apply_remote_page(db, [RemoteChange.from_wire(wire(patient("p1", "Mensah"), 2))], "c2")
+    conn = db.connection()
+    assert resources.patients_by_name_prefixes(conn, ["oka"], 5) == []
+    assert resources.patients_by_name_prefixes(conn, ["men"], 5)[0].patient_id == "p1"
+    assert conn.execute("SELECT count(*) FROM patient_index").fetchone() == (1,)
+
+
+def test_pending_local_edit_is_kept_and_newer_version_noted(db: ChartDatabase) -> None:
+    apply_remote_page(db, [RemoteChange.from_wire(wire(condition("c1", "p1", "Asthma"), 1))], "a")
+    local = condition("c1", "p1", "Asthma, severe")
+    with db.transaction() as conn:
+        resources.put(conn, local, orjson.dumps(local), version_id=1, dirty=True)
+        outbox.enqueue(conn, resource_type="Condition", resource_id="c1", op="upsert",
+                       base_version=1, patient_id="p1", raw_json=orjson.dumps(local))  # fmt: skip
+    server = condition("c1", "p1", "Asthma (reviewed)")
+    result = apply_remote_page(db, [RemoteChange.from_wire(wire(server, 2))], "b")
+    stored = resources.get(db.connection(), "Condition", "c1")
+    assert result.kept_local == 1
+    assert stored is not None and orjson.loads(stored.json)["code"]["text"] == "Asthma, severe"
+    assert stored.version_id == 1 and stored.remote_version_id == 2
+
+
+def test_out_of_scope_purges_a_clean_chart_and_holds_one_with_changes(db: ChartDatabase) -> None:
+    page = [RemoteChange.from_wire(wire(r, 1)) for r in (
+        patient("p1", "Okafor"), condition("c1", "p1", "Asthma"),
+        patient("p2", "Lind"), condition("c2", "p2", "Gout"))]  # fmt: skip
+    apply_remote_page(db, page, "a")
+    edit = condition("c2", "p2", "Gout, left foot")
+    with db.transaction() as conn:
+        resources.put(conn, edit, orjson.dumps(edit), version_id=1, dirty=True)
+        outbox.enqueue(conn, resource_type="Condition", resource_id="c2", op="upsert",
+                       base_version=1, patient_id="p2", raw_json=orjson.dumps(edit))  # fmt: skip
+    leaving = [RemoteChange("Patient", pid, None, out_of_scope=True) for pid in ("p1", "p2")]
+    result = apply_remote_page(db, leaving, "b")
+    conn = db.connection()
+    assert result.removed == 1 and result.held_for_review == ("p2",)
+    assert resources.get(conn, "Condition", "c1") is None
+    assert resources.get(conn, "Patient", "p1") is None
+    assert resources.patients_by_mrn(conn, "MRN-p1", 5) == []
+    assert resources.get(conn, "Condition", "c2") is not None
+    review = conflicts.open_conflicts(conn)
+    assert [(c.status, c.patient_id) for c in review] == [("out_of_scope", "p2")]
+
+
+def test_server_delete_removes_the_copy(db: ChartDatabase) -> None:
+    apply_remote_page(db, [RemoteChange.from_wire(wire(condition("c1", "p1", "Asthma"), 1))], "a")
+    gone = RemoteChange.from_wire({"resourceType": "Condition", "id": "c1", "versionId": 2,
+                                   "deleted": True, "resource": None})  # fmt: skip
+    assert apply_remote_page(db, [gone], "b").removed == 1
+    assert resources.get(db.connection(), "Condition", "c1") is None
