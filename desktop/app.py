@@ -1,9 +1,10 @@
 """Entry point of the GUI: `ehr-desktop [--server URL] [--profile DIR]` (via desktop.cli).
 
 Sets up Qt for 100-200 % displays (fractional scale factors passed through, not
-rounded), the Fusion style with the calm style sheet from `resources/`, opens
-the profile and shows the sign-in screen. Everything that can block later runs
-through the ops' worker threads.
+rounded), the Fusion style with the calm style sheet from `resources/`, and
+shows the sign-in screen at once; the profile is opened (and the facade, with
+its FHIR models and HTTP client, imported) on the store thread meanwhile.
+Everything that can block runs through the ops' worker threads.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
@@ -20,11 +23,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from desktop.cli import default_profile_dir
 from desktop.config import load_config
-from desktop.services.workstation import Workstation
 from desktop.ui.context import UiContext, resources_dir
 from desktop.ui.errors import message_for
 from desktop.ui.main_window import MainWindow
-from shared_models.errors import ClinicError
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def load_style_sheet() -> str:
         return ""
 
 
-def build_main_window(workstation: Workstation) -> tuple[MainWindow, UiContext]:
+def build_main_window(workstation: Any) -> tuple[MainWindow, UiContext]:
     ctx = UiContext.create(workstation)
     return MainWindow(ctx), ctx
 
@@ -68,19 +69,33 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def _opener(args: argparse.Namespace) -> Callable[[], Any]:
+    def open_profile() -> Any:
+        # Imported here, on the store thread: the sign-in window is already showing.
+        from desktop.services.workstation import Workstation
+
+        server_url = args.server or load_config().server_url
+        return Workstation.open(args.profile or default_profile_dir(), server_url)
+
+    return open_profile
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     app = create_application()
-    try:
-        server_url = args.server or load_config().server_url
-        workstation = Workstation.open(args.profile or default_profile_dir(), server_url)
-    except ClinicError as error:
-        QMessageBox.critical(None, "Clinic workstation", message_for(error))
-        return 3
-    window, ctx = build_main_window(workstation)
+    window, ctx = build_main_window(None)
     window.show()
+
+    def opened(future: Future[Any]) -> None:
+        error = future.exception()
+        if error is not None:  # e.g. the profile is open in another window
+            QMessageBox.critical(window, "Clinic workstation", message_for(error))
+            app.exit(3)
+
+    ctx.runner.open_workstation(_opener(args), opened)
     try:
         return int(app.exec())
     finally:
         ctx.shutdown()
-        workstation.close()
+        if ctx.runner.workstation is not None:
+            ctx.runner.workstation.close()

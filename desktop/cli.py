@@ -18,11 +18,14 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
-from desktop.services.workstation import Workstation
 from shared_models.errors import ClinicError
+
+if TYPE_CHECKING:  # imported where used: the GUI shows its window before this heavy import
+    from desktop.services.workstation import Workstation
 
 EXIT_ERROR = 3
 
@@ -49,6 +52,8 @@ def open_signed_in(args: argparse.Namespace) -> Workstation:
     if not args.password_stdin:
         raise ClinicError("--password-stdin missing", user_message="Use --password-stdin.")
     password = sys.stdin.readline().rstrip("\r\n")
+    from desktop.services.workstation import Workstation
+
     ws = Workstation.open(args.profile, _server_url(args.server))
     try:
         if args.otp:
@@ -72,6 +77,8 @@ def _server_url(explicit: str | None) -> str | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from desktop.services.workstation import Workstation
+
     if args.user:
         ws = open_signed_in(args)
     else:

@@ -33,6 +33,8 @@ from release_signing import KEY_FILE_ENV, KEY_PASSPHRASE_ENV, load_private_key, 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGING = ROOT / "packaging"
 APP = "ehr-desktop"
+#: Name of the bundled TUF root, the trust anchor of desktop/updates.py.
+TUF_ROOT_RESOURCE = "update-root.json"
 DEB_DEPENDS = (
     "libc6 (>= 2.31), libgl1, libegl1, libfontconfig1, libxkbcommon0, libxkbcommon-x11-0, "
     "libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1, libxcb-shape0, libdbus-1-3"
@@ -91,7 +93,7 @@ def make_deb(build: Path, out: Path, version: str, staging: Path) -> Path:
     launcher.symlink_to(f"/opt/{APP}/{APP}")
     debian = staging / "DEBIAN"
     debian.mkdir()
-    size_kb = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()) // 1024
+    size_kb = sum(p.lstat().st_size for p in staging.rglob("*") if p.is_file()) // 1024
     (debian / "control").write_text(
         f"Package: {APP}\nVersion: {version}\nArchitecture: amd64\n"
         f"Maintainer: Clinic IT <it@clinic.example.org>\nInstalled-Size: {size_kb}\n"
@@ -106,7 +108,7 @@ def make_deb(build: Path, out: Path, version: str, staging: Path) -> Path:
     if dpkg_deb is None:
         raise SystemExit("dpkg-deb is needed to build the Debian package (apt install dpkg)")
     subprocess.run(  # noqa: S603 - fixed tool and arguments
-        [dpkg_deb, "--root-owner-group", "-Zxz", "--build", str(staging), str(deb)],
+        [dpkg_deb, "--root-owner-group", "-Zgzip", "--build", str(staging), str(deb)],
         check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     return deb
@@ -141,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--modules", type=Path, help="bundled-modules.txt of that build (default: from --work)"
     )
+    parser.add_argument(
+        "--tuf-root",
+        type=Path,
+        help="the update repository's root.json, bundled as resources/" + TUF_ROOT_RESOURCE,
+    )
     args = parser.parse_args(argv)
     key_file = os.environ.get(KEY_FILE_ENV)
     if not key_file:
@@ -152,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     build = args.skip_freeze or freeze(args.work)
     frozen_at = time.monotonic()
+    if args.tuf_root:
+        shutil.copyfile(args.tuf_root, build / "_internal" / "resources" / TUF_ROOT_RESOURCE)
     artifacts = [
         make_archive(build, args.out, version),
         make_deb(build, args.out, version, args.work / "deb-root"),
@@ -165,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     for artifact in artifacts:
         sign_file(artifact, key)
         print(f"{artifact.name}: {artifact.stat().st_size / 1e6:.1f} MB, signed")
-    build_mb = sum(p.stat().st_size for p in build.rglob("*") if p.is_file()) / 1e6
+    build_mb = (
+        sum(p.stat().st_size for p in build.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
+    )
     print(f"one-folder build: {build_mb:.0f} MB; freeze {frozen_at - started:.0f} s, "
           f"package+sign {time.monotonic() - frozen_at:.0f} s")  # fmt: skip
     return 0

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
-OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+from shared_models.fhir_constants import LOINC, OBSERVATION_CATEGORY, UCUM
+
 BP_PANEL_LOINC = "85354-9"
 _VITAL_SIGNS_CATEGORY = {
     "system": OBSERVATION_CATEGORY,

@@ -13,11 +13,14 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
-ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
-ALLERGY_VERIFICATION = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
-CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+from shared_models.fhir_constants import (
+    ALLERGY_CLINICAL,
+    ALLERGY_VERIFICATION,
+    CONDITION_CATEGORY,
+    CONDITION_CLINICAL,
+)
+
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
-CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 
 #: Reaction severity (FHIR `reaction.severity`) as the form offers it.
 SEVERITIES = ("mild", "moderate", "severe")

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-LOINC = "http://loinc.org"
+from shared_models.fhir_constants import LOINC
+
 ADDENDUM_LOINC = ("55107-7", "Addendum Document")
 
 

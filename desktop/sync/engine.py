@@ -26,8 +26,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -78,6 +80,8 @@ class SyncReport:
     pages: int = 0
     bytes_received: int = 0
     seconds: float = 0.0
+    #: Of `seconds`, time spent waiting for the server (a pull overlaps it with local work).
+    server_seconds: float = 0.0
     held_for_review: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -87,6 +91,7 @@ class SyncReport:
             f"pulled {self.pulled} in {self.pages} pages ({self.bytes_received:,} bytes), "
             f"removed {self.removed}, kept local {self.kept_local}, "
             f"held for review {len(self.held_for_review)}; {self.seconds:.2f} s"
+            f" ({self.server_seconds:.2f} s waiting for the server)"
         )
 
 
@@ -114,10 +119,15 @@ def run_sync(
     tracker = progress or SyncProgress()
     policy = retry or RetryPolicy()
 
-    def call(fn: Callable[[], T]) -> T:
-        return call_with_retries(fn, policy, api=api, reload_tokens=reload_tokens)
-
     report = SyncReport()
+
+    def call(fn: Callable[[], T]) -> T:
+        begun = time.monotonic()
+        try:
+            return call_with_retries(fn, policy, api=api, reload_tokens=reload_tokens)
+        finally:
+            report.server_seconds += time.monotonic() - begun
+
     try:
         try:
             _push(db, api, workstation_id, call, tracker, report, min(batch_size, MAX_PUSH_CHANGES))
@@ -346,33 +356,46 @@ def _pull(
     report: SyncReport,
     limit: int,
 ) -> None:
-    restarted = False
-    while True:
-        cursor = sync_state.cursor(db.connection())
-        try:
-            raw = call(lambda at=cursor: api.sync_pull(at, limit))  # type: ignore[misc]
-        except ValidationFailed:
-            if restarted or cursor == INITIAL_CURSOR:
-                raise
-            log.warning("the server refused the stored pull cursor; downloading again")
-            restart_feed(db)
-            restarted = True
-            continue
-        with _gc_paused():
-            page = orjson.loads(raw)
-            changes = [RemoteChange.from_wire(c) for c in page["changes"]]
-            result = apply_remote_page(db, changes, str(page["cursor"]))
-        report.pages += 1
-        report.pulled += len(changes)
-        report.removed += result.removed
-        report.kept_local += result.kept_local
-        report.bytes_received += len(raw)
-        report.held_for_review += [
-            p for p in result.held_for_review if p not in report.held_for_review
-        ]
-        tracker.pulled(len(changes), len(raw))
-        if not page["has_more"]:
-            return
+    """Pull pages until the server has no more; the next page downloads while one is stored.
+
+    The prefetch thread is the only user of `api` while it runs (the loop waits
+    for it before asking again). A page fetched but not stored when the process
+    dies is simply fetched again: the cursor only moves with a stored page.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-pull") as fetcher:
+        stored_cursor = sync_state.cursor(db.connection())
+        pending = fetcher.submit(call, partial(api.sync_pull, stored_cursor, limit))
+        first = True
+        while True:
+            try:
+                raw = pending.result()
+            except ValidationFailed:
+                if not first or stored_cursor == INITIAL_CURSOR:
+                    raise
+                log.warning("the server refused the stored pull cursor; downloading again")
+                restart_feed(db)
+                stored_cursor = INITIAL_CURSOR
+                pending = fetcher.submit(call, partial(api.sync_pull, INITIAL_CURSOR, limit))
+                continue
+            first = False
+            with _gc_paused():
+                page = orjson.loads(raw)
+                cursor, has_more = str(page["cursor"]), bool(page["has_more"])
+                if has_more:
+                    pending = fetcher.submit(call, partial(api.sync_pull, cursor, limit))
+                changes = [RemoteChange.from_wire(c) for c in page["changes"]]
+                del page
+                result = apply_remote_page(db, changes, cursor)
+            report.pages += 1
+            report.pulled += len(changes)
+            report.removed += result.removed
+            report.kept_local += result.kept_local
+            report.bytes_received += len(raw)
+            held = report.held_for_review
+            held += [p for p in result.held_for_review if p not in held]
+            tracker.pulled(len(changes), len(raw))
+            if not has_more:
+                return
 
 
 @contextmanager

@@ -49,6 +49,8 @@ class BreakGlassDialog(QDialog):
             "the patient's care needs it now."
         )
         text.setWordWrap(True)
+        text.setObjectName("breakGlassText")
+        self.notice = text
         QVBoxLayout(notice).addWidget(text)
         self.reason = QPlainTextEdit()
         self.reason.setObjectName("breakGlassReason")

@@ -84,7 +84,37 @@ class TaskRunner(QObject):
         self._queued: list[Callable[[], None]] = []
         self._in_flight = 0
         self._closed = False
+        #: Set once the facade is there (at once, or after `open_workstation`).
+        self._opened = threading.Event()
+        self._open_error: BaseException | None = None
+        if workstation is not None:
+            self._opened.set()
         self._ready.connect(self._drain, Qt.ConnectionType.QueuedConnection)
+
+    def open_workstation(
+        self, opener: Callable[[], Any], on_done: Callable[[Future[Any]], None]
+    ) -> Future[Any]:
+        """Open the facade on the store thread, after the window is already showing.
+
+        Importing and opening the facade (FHIR models, HTTP client, keychain) is
+        the slow part of start-up; every op waits for it, so none sees a missing
+        facade. If opening fails, every op fails with that error.
+        """
+
+        def open_it() -> Any:
+            try:
+                self.workstation = opener()
+                return self.workstation
+            except BaseException as error:
+                self._open_error = error
+                raise
+            finally:
+                self._opened.set()
+
+        self._in_flight += 1
+        future = self._store.submit(open_it)
+        future.add_done_callback(lambda f: self._post(lambda: self._finish(f, on_done)))
+        return future
 
     @property
     def in_flight(self) -> int:
@@ -111,6 +141,9 @@ class TaskRunner(QObject):
         return future
 
     def _timed(self, name: str, fn: Callable[[Any], T]) -> T:
+        self._opened.wait()
+        if self._open_error is not None:
+            raise self._open_error
         started = time.perf_counter()
         try:
             return fn(self.workstation)
@@ -145,6 +178,9 @@ class TaskRunner(QObject):
         window closes is a write the clinician expects kept); queued network work is
         dropped (the next start syncs again)."""
         self._closed = True
+        if not self._opened.is_set():  # never opened: release ops waiting for the facade
+            self._open_error = RuntimeError("the profile was never opened")
+            self._opened.set()
         self._network.shutdown(wait=wait, cancel_futures=True)
         self._store.shutdown(wait=wait, cancel_futures=False)
         self._drain()

@@ -46,9 +46,13 @@ class SignInScreen(QWidget):
         self.setWindowTitle("Clinic workstation: sign in")
         title = QLabel("Clinic workstation")
         title.setProperty("role", "title")
-        server = getattr(ctx.workstation, "server_url", None)
-        self.server_label = QLabel(f"Server: {server}" if server else "No server configured")
+        self.server_label = QLabel()
         self.server_label.setProperty("role", "hint")
+        Op(self, lambda ws: ws.server_url, name="server-url").success(
+            lambda url: self.server_label.setText(
+                f"Server: {url}" if url else "No server configured"
+            )
+        ).failure(lambda _e: None).run(ctx)
         self.username = QLineEdit()
         self.username.setObjectName("username")
         self.password = QLineEdit()
@@ -105,6 +109,9 @@ class SignInScreen(QWidget):
         self.offline_status: Any = None
         self._update_mode()
         self.username.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _show_server(self, url: str | None) -> None:
+        self.server_label.setText(f"Server: {url}" if url else "No server configured")
 
     # -- what the click will do --------------------------------------------------
 

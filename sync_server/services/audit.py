@@ -18,9 +18,9 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, event, insert
+from sqlalchemy import Engine, Table, event, insert
 from sqlalchemy.orm import Session
 
 from sync_server.db.identity_models import AuditEventRow
@@ -34,7 +34,7 @@ SUCCESS = "success"
 SEAL_INTERVAL = 0.2
 _AUDITED = "audit_mac_key"
 #: Core insert (no ORM unit of work on the hot path of every audited read).
-_INSERT = insert(AuditEventRow.__table__)
+_INSERT = insert(cast(Table, AuditEventRow.__table__))
 
 
 def engine_of(session: Session) -> Engine:
@@ -46,7 +46,7 @@ class ChainedAuditSink:
     """Implements `sync_server.services.context.AuditSink`."""
 
     def __init__(self, server_keys: ServerKeys) -> None:
-        self._mac_key = server_keys.derive(HEAD_MAC_PURPOSE)
+        self._keys = server_keys
 
     def record(
         self,
@@ -71,7 +71,7 @@ class ChainedAuditSink:
 
     def _insert(self, session: Session, row: dict[str, Any]) -> None:
         session.execute(_INSERT, row)
-        session.info[_AUDITED] = self._mac_key
+        session.info[_AUDITED] = self._keys.derive(HEAD_MAC_PURPOSE)
 
     @staticmethod
     def _row(

@@ -77,12 +77,22 @@ def seal(conn: Connection, mac_key: bytes, *, wait: bool = True) -> int:
     ).first()
     if head is None:
         return 0
-    horizon = conn.execute(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")).scalar()
-    rows = conn.execute(
+    horizon, restored = conn.execute(
         text(
-            f"SELECT e.pos, {_COLUMNS} FROM audit_events e"  # noqa: S608
-            " WHERE e.txid >= CAST(:low AS xid8) AND e.txid < CAST(:high AS xid8) ORDER BY e.pos"
+            "SELECT pg_snapshot_xmin(s)::text, CAST(:low AS xid8) > pg_snapshot_xmax(s)"
+            " FROM pg_current_snapshot() s"
         ),
+        {"low": head.horizon},
+    ).one()
+    # A horizon from the future: the database was restored onto another cluster, whose
+    # transaction ids restart. Once, chain every event not chained yet (all are finished).
+    window = (
+        "NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.event_pos = e.pos)"
+        if restored
+        else "e.txid >= CAST(:low AS xid8) AND e.txid < CAST(:high AS xid8)"
+    )
+    rows = conn.execute(
+        text(f"SELECT e.pos, {_COLUMNS} FROM audit_events e WHERE {window} ORDER BY e.pos"),  # noqa: S608
         {"low": head.horizon, "high": horizon},
     ).mappings()
     seq, prev, links = head.seq, head.hash, []

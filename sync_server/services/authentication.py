@@ -32,6 +32,8 @@ from sync_server.services.login_policy import (
 )
 
 LAUNCH_PATIENT_REASON = "SMART launch patient"
+#: The `use` claim of access tokens; id_tokens (same key) carry another and are refused.
+ACCESS_USE = "access"
 GENERIC_FAILURE = "Sign-in failed. Check your username, password and code."
 
 
@@ -172,6 +174,7 @@ def access_claims(
         "iat": now,
         "exp": now + rt.security.access_token_minutes * 60,
         "jti": secrets.token_hex(8),
+        "use": ACCESS_USE,
     }
     optional = {
         "wks": grant.workstation_id,
@@ -269,6 +272,8 @@ def request_context(
 ) -> RequestContext:
     """Who a bearer token speaks for, with current roles, locations and grants."""
     claims = rt.signing.verify(session, bearer)
+    if claims.get("use") != ACCESS_USE:  # e.g. an OpenID id_token is not a bearer token
+        raise AuthenticationFailed("not an access token")
     row = session.execute(_CONTEXT_SQL, {"uid": claims["sub"], "sid": claims.get("sid")}).first()
     if row is None or row.disabled or not row.live:
         raise AuthenticationFailed("token revoked or user disabled")

@@ -11,6 +11,7 @@ from typing import Any
 
 from shared_models.fhir_validation import SUPPORTED_TYPES
 from sync_server.services.search_params import COMMON_PARAMS, params_for
+from sync_server.services.smart import capability_security
 
 _TYPE_INTERACTIONS = (
     "read",
@@ -67,6 +68,7 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
         "rest": [
             {
                 "mode": "server",
+                "security": capability_security(base_url),
                 "resource": [_resource_entry(t) for t in sorted(SUPPORTED_TYPES)],
                 "interaction": [
                     {"code": "transaction"},

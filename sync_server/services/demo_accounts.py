@@ -18,7 +18,7 @@ from sync_server.db.identity_models import UserRow
 from sync_server.services import users
 from sync_server.services.identity import IdentityRuntime
 
-DEMO_PASSWORD = "Riverside-Demo-2026!"
+DEMO_PASSWORD = "Riverside-Demo-2026!"  # noqa: S105  (demo accounts only, written to the data dir)
 ACCOUNTS_FILE = "demo-accounts.txt"
 
 

@@ -111,7 +111,7 @@ class Importer:
     audit: AuditSink
     batch_size: int = 1000
     workers: int = 1
-    progress: Progress = lambda done: None  # noqa: E731
+    progress: Progress = lambda done: None
     summary: ImportSummary = field(default_factory=ImportSummary)
 
     def import_files(self, paths: list[Path]) -> ImportSummary:

@@ -52,18 +52,27 @@ def _secret(explicit: str | None, data_dir: str) -> bytes:
 
 
 class ServerKeys:
-    """Purpose-bound keys derived (HKDF-SHA256) from the server secret."""
+    """Purpose-bound keys derived (HKDF-SHA256) from the server secret.
 
-    def __init__(self, secret: bytes) -> None:
+    The secret is loaded (or created) on first use, so a process that never
+    signs, encrypts or seals anything never touches the data directory.
+    """
+
+    def __init__(self, secret: bytes | None = None, *, explicit: str | None = None,
+                 data_dir: Path | None = None) -> None:  # fmt: skip
         self._secret = secret
+        self._source = (explicit, data_dir)
         self._derived: dict[str, bytes] = {}
 
     @classmethod
     def load(cls, explicit_secret: str | None, data_dir: Path) -> ServerKeys:
-        return cls(_secret(explicit_secret, str(data_dir)))
+        return cls(explicit=explicit_secret, data_dir=data_dir)
 
     def derive(self, purpose: str) -> bytes:
         if purpose not in self._derived:
+            if self._secret is None:
+                explicit, data_dir = self._source
+                self._secret = _secret(explicit, str(data_dir))
             self._derived[purpose] = HKDF(
                 algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()
             ).derive(self._secret)

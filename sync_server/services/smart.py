@@ -105,3 +105,31 @@ def pkce_matches(verifier: str, challenge: str) -> bool:
     if not _PKCE_VERIFIER_RE.match(verifier):
         return False
     return hmac.compare_digest(pkce_challenge(verifier), challenge)
+
+
+def capability_security(fhir_base: str) -> dict[str, object]:
+    """The CapabilityStatement `rest.security` block: SMART on FHIR with its OAuth URIs."""
+    root = fhir_base.rstrip("/").removesuffix("/fhir/R4")
+    uris = {"authorize": "/auth/authorize", "token": "/auth/token", "revoke": "/auth/logout"}
+    return {
+        "cors": False,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth2 with SMART on FHIR scopes; PKCE S256",
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [
+                    {"url": name, "valueUri": f"{root}{path}"} for name, path in uris.items()
+                ],
+            }
+        ],
+    }

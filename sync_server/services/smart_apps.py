@@ -192,6 +192,7 @@ def _id_token(
         "aud": client_id,
         "iat": now,
         "exp": now + rt.security.access_token_minutes * 60,
+        "use": "id",
     }
     if "fhirUser" in scopes and user.practitioner_id:
         claims["fhirUser"] = f"Practitioner/{user.practitioner_id}"

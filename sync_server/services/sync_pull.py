@@ -64,7 +64,6 @@ _BACKFILL_SQL = (
     " FROM resources r JOIN resource_versions v ON v.resource_type = r.resource_type"
     " AND v.id = r.id AND v.version_id = r.version_id"
     " WHERE NOT r.deleted AND coalesce(r.patient_id, '') COLLATE \"C\" = %s"
-    " AND r.resource_type = ANY(%s)"
     ' AND (r.resource_type COLLATE "C", r.id COLLATE "C") > (%s, %s)'
     ' ORDER BY r.resource_type COLLATE "C", r.id COLLATE "C" LIMIT %s'
 )
@@ -209,16 +208,17 @@ def _backfill(
     """
     after = state.after or ("", "", "")
     pending = [p for p in added if p >= after[0]]
+    readable = frozenset(types)
     rows: list[tuple[Any, ...]] = []
     room = limit
     while pending and room > 0:
         owner = pending[0]
         start = after[1:] if after[0] == owner else ("", "")
-        batch = conn.execute(_BACKFILL_SQL, (owner, types, *start, room + 1)).fetchall()
+        batch = conn.execute(_BACKFILL_SQL, (owner, *start, room + 1)).fetchall()
         full = len(batch) > room
         batch = batch[:room]
         room -= len(batch)
-        rows += [row for row in batch if (row[0], row[1]) <= state.position]
+        rows += [row for row in batch if row[2] in readable and (row[0], row[1]) <= state.position]
         if full:
             after = (owner, batch[-1][2], batch[-1][3])
         else:  # this patient is done: the next one starts from its first key

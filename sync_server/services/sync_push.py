@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy.orm import Session
 
 from shared_models.errors import ClinicError, ValidationFailed, VersionConflict
 from shared_models.fhir_validation import validate_resource
@@ -35,6 +36,7 @@ from shared_models.outcomes import from_error, issue
 from shared_models.sync_messages import PushChange, PushRequest, PushResult, PushStatus
 from sync_server.services import push_log, scheduling
 from sync_server.services.conflicts import open_conflict
+from sync_server.services.context import AccessGuard, RequestContext
 from sync_server.services.fhir_repository import FhirRepository, ResourceWrite, StoredResource
 from sync_server.services.slot_bookings import SlotBookings
 
@@ -57,8 +59,38 @@ class _Pending:
     write: ResourceWrite
 
 
+class _GuardOncePerPush:
+    """The caller's `AccessGuard`, asked once per (action, type, patient) in one push.
+
+    A batch of 500 changes usually touches a few patients: asking the guard (a
+    query each) for every write would cost more than the writes. Only grants
+    are remembered; a denial is asked again, so it is refused every time.
+    """
+
+    def __init__(self, guard: AccessGuard) -> None:
+        self._guard = guard
+        self._granted: set[tuple[str, str, str | None]] = set()
+
+    def authorize(
+        self,
+        session: Session,
+        ctx: RequestContext,
+        action: str,
+        resource_type: str,
+        patient_id: str | None,
+    ) -> None:
+        key = (action, resource_type, patient_id)
+        if key not in self._granted:
+            self._guard.authorize(session, ctx, action, resource_type, patient_id)
+            self._granted.add(key)
+
+    def visible_location_ids(self, ctx: RequestContext) -> frozenset[str] | None:
+        return self._guard.visible_location_ids(ctx)
+
+
 def push(*, repo: FhirRepository, request: PushRequest) -> list[PushResult]:
     """Results in the order of `request.changes`."""
+    repo = FhirRepository(repo.session, repo.ctx, _GuardOncePerPush(repo.guard), repo.audit)
     results: list[PushResult | None] = [None] * len(request.changes)
     hashes = [push_log.change_hash(c) for c in request.changes]
     claimed = push_log.claim(repo, request, hashes)

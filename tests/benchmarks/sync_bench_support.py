@@ -84,13 +84,14 @@ def served(
         session.commit()
     engine.dispose()
     port = free_port()
+    log = (data_dir / "server.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "sync_server.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
@@ -98,12 +99,14 @@ def served(
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("server did not start")
+                tail = (data_dir / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"server did not start: {tail}")
             time.sleep(0.2)
         yield Served(base, url, patients, secrets)
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
 
 
 def token(base: str, n: int, secret: str) -> str:

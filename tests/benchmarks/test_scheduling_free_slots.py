@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 TESTS = Path(__file__).resolve().parent.parent
-for folder in ("server", "scheduling"):
+for folder in ("server", "desktop", "scheduling"):
     if str(TESTS / folder) not in sys.path:
         sys.path.insert(0, str(TESTS / folder))
 

@@ -56,6 +56,7 @@ def test_import_rate_beside_raw_copy(create_database: Callable[[], str], shared_
     summary = importer.import_files(files)
     engine.dispose()
     assert not summary.errors and summary.resources == len(lines)
-    print(f"\nimport: {summary.rate:,.0f} resources/s with {workers} workers ({summary.resources:,} "
-          f"resources, validated, versioned, indexed); raw COPY into JSONB: {raw_rate:,.0f}/s "
+    print(f"\nimport: {summary.rate:,.0f} resources/s with {workers} workers "
+          f"({summary.resources:,} resources, validated, versioned, indexed); "
+          f"raw COPY into JSONB: {raw_rate:,.0f}/s "
           f"(ratio {summary.rate / raw_rate:.2f}); target ratio 0.33")  # fmt: skip

@@ -45,10 +45,11 @@ class ClinicUser:
     last_step: int = field(default=0)
 
     def next_code(self) -> str:
-        """A TOTP code not used before (a code is single-use; waits for the next step)."""
+        """A TOTP code not used before (a code is single-use; the server allows one step
+        of drift either way). The previous step is never used: it may expire in transit."""
         while True:
             now = int(time.time() // 30)
-            for step in (now - 1, now, now + 1):
+            for step in (now, now + 1):
                 if step > self.last_step:
                     self.last_step = step
                     return pyotp.TOTP(self.totp_secret).at(step * 30)

@@ -20,7 +20,8 @@ from desktop.services.chart import VitalReading, VitalValue
 from desktop.services.notes import NoteTemplate, load_templates, new_draft, sign
 from desktop.services.workstation import Workstation
 from desktop.ui.context import UiContext, resources_dir
-from shared_models.vitals import LOINC, VITAL_SIGNS, vital_key_for_loinc, vitals_observations
+from shared_models.fhir_constants import LOINC
+from shared_models.vitals import VITAL_SIGNS, vital_key_for_loinc, vitals_observations
 
 
 def synthea_readings(shared_data: Path) -> list[VitalReading]:

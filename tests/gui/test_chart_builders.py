@@ -125,3 +125,18 @@ def test_flowsheet_groups_by_time_newest_first(readings) -> None:
     assert "bp" in latest and latest["bp"][1] == next(c.when for c in columns if c.text("bp"))
     series = trend_series(columns, "weight")
     assert series == sorted(series)
+
+
+def test_pausing_the_initial_download_stops_after_the_stored_page() -> None:
+    from desktop.services.initial_download import DownloadPaused, PausableProgress, describe
+
+    progress = PausableProgress()
+    progress.start_push(0)
+    progress.start_pull()
+    progress.pulled(500, 1_000_000)  # not paused: the sync goes on
+    progress.pause()
+    with pytest.raises(DownloadPaused):
+        progress.pulled(500, 1_000_000)  # this page is stored; the sync stops here
+    snap = progress.latest()
+    assert snap.pulled == 1000 and snap.bytes_received == 2_000_000
+    assert describe(12_345, 34_500_000, 80) == "12,345 records (34.5 MB) in 1 min 20 s"

@@ -247,3 +247,27 @@ def test_lock_hides_charts_until_password(
     qtbot.keyClick(window.lock_screen.password, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.tabs, timeout=WAIT)
     assert not workstation.is_locked
+
+
+def test_idle_session_locks_itself(qtbot, tmp_path, gui_keychain, password, show_active) -> None:
+    from desktop_store_helpers import FAST_KDF, enroll
+
+    from desktop.services.workstation import Workstation
+    from desktop.ui.context import UiContext
+
+    enroll(tmp_path / "idle", USERNAME, idle_minutes=0)  # the policy: lock at once when idle
+    ws = Workstation.open(tmp_path / "idle", None, kdf=FAST_KDF)
+    ctx = UiContext.create(ws)
+    main = MainWindow(ctx)
+    try:
+        show_active(main)
+        sign_in(qtbot, main, password)
+        assert main.idle_timer.isActive()
+        main.idle_timer.timeout.emit()  # what the timer does every 20 s
+        qtbot.waitUntil(lambda: main.pages.currentWidget() is main.lock_screen, timeout=WAIT)
+        assert "without activity" in main.lock_screen.whose.text()
+        assert ws.is_locked
+    finally:
+        main.close()
+        ctx.shutdown()
+        ws.close()

@@ -29,6 +29,7 @@ from desktop.services.workstation import Workstation
 from desktop.ui.chart.chart_tab import ChartTab
 from desktop.ui.context import UiContext
 from desktop.ui.main_window import MainWindow
+from shared_models.errors import NotFound
 from sync_server.app import create_app
 from sync_server.config import Settings
 from sync_server.db.engine import make_engine, migrate
@@ -236,6 +237,24 @@ def test_online_day_outage_and_conflict(
         assert final["status"] == "stopped"
         assert final["statusReason"]["text"] == "Cough, switching to losartan"
         assert ws.list_conflicts() == []
+
+        # Break the glass for a patient cared for at the satellite only: reason first.
+        outsider = clinic.seeded.patients[2]  # type: ignore[attr-defined]
+        with pytest.raises(NotFound):  # not downloaded: cared for at another site
+            ws.get_resource("Patient", outsider)
+        charts_before = len(window.chart_tabs())
+        window.break_glass()
+        dialog = window.break_glass_dialog
+        assert "This access is recorded" in dialog.notice.text()
+        qtbot.keyClicks(dialog.patient, outsider)
+        qtbot.keyClicks(dialog.reason, "ED")
+        assert not dialog.open_button.isEnabled()  # a real reason is required
+        qtbot.keyClicks(dialog.reason, " transfer, seizure")
+        click(qtbot, dialog.open_button)
+        qtbot.waitUntil(lambda: len(window.chart_tabs()) == charts_before + 1, timeout=WAIT)
+        glass_tab = window.tabs.currentWidget()
+        qtbot.waitUntil(lambda: glass_tab.chart is not None, timeout=WAIT)
+        assert glass_tab.chart.banner.patient_id == outsider
     finally:
         window.close()
         ctx.shutdown()

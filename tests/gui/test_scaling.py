@@ -55,7 +55,8 @@ page.show()
 app.processEvents()
 image = page.grab()
 image.save(sys.argv[1])
-signin = SignInScreen(UiContext.create(None))
+ctx = UiContext.create(None)  # no profile: the sign-in screen alone
+signin = SignInScreen(ctx)
 signin.resize(900, 560)
 signin.show()
 app.processEvents()
@@ -63,6 +64,7 @@ print(json.dumps({"ratio": image.devicePixelRatio(), "pixels": [image.width(), i
                   "field_height": form.fields["spo2"].height(),
                   "banner_font_px": banner.name_label.fontInfo().pixelSize(),
                   "signin_fits": signin.sign_in_button.geometry().bottom() < signin.height()}))
+ctx.shutdown()
 """
 
 

@@ -12,11 +12,13 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from live_http import make_tls_material, serve_in_thread
 from release_signing import generate_keypair
+from tuf_publish import init_repository
 
 from sync_server.api import health
 from sync_server.db.engine import make_engine
@@ -25,9 +27,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
-def release(packaging_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def release(packaging_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("frozen")
     generate_keypair(base / "org.key", base / "org.pub", passphrase=b"ci-only")
+    tuf_root = init_repository(base / "tuf-repo", base / "tuf-keys")
     env = {
         **os.environ,
         "EHR_SIGNING_KEY_FILE": str(base / "org.key"),
@@ -36,13 +39,15 @@ def release(packaging_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, str(packaging_dir / "build_desktop.py"),
-         "--out", str(base / "dist"), "--work", str(base / "build")],
+         "--out", str(base / "dist"), "--work", str(base / "build"),
+         "--tuf-root", str(base / "tuf-repo" / "metadata" / "root.json")],
         capture_output=True, text=True, env=env, timeout=1800, check=False,
     )  # fmt: skip
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     print(f"\n{result.stdout.strip()}\nrelease build total: {elapsed:.0f} s")
     return {
+        "tuf_root": tuf_root,
         "base": base,
         "pub": base / "org.pub",
         "dist": base / "dist",
@@ -116,8 +121,17 @@ def test_build_holds_what_it_needs_and_nothing_of_the_server(release) -> None:
     assert not modules & {"sync_server", "fastapi", "uvicorn", "sqlalchemy", "psycopg", "pgserver"}
     qt_libs = {p.name for p in (release["app"] / "_internal").rglob("libQt6*.so*")}
     assert not {name for name in qt_libs if "Qml" in name or "Quick" in name or "WebEngine" in name}
-    assert (release["app"] / "_internal" / "resources" / "style.qss").is_file()
-    size_mb = sum(p.stat().st_size for p in release["app"].rglob("*") if p.is_file()) / 1e6
+    resources = release["app"] / "_internal" / "resources"
+    assert (resources / "style.qss").is_file()
+    assert (resources / "update-root.json").read_bytes() == release["tuf_root"]
+    size_mb = (
+        sum(
+            p.stat().st_size
+            for p in release["app"].rglob("*")
+            if p.is_file() and not p.is_symlink()
+        )
+        / 1e6
+    )
     print(f"one-folder build: {size_mb:.0f} MB on disk")
 
 

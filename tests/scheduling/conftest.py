@@ -21,6 +21,7 @@ for folder in ("server", "desktop", "sync", "scheduling"):
 
 from scheduling_support import (  # noqa: E402
     SchedulingClinic,
+    local_profile,  # noqa: F401 - re-exported fixture
     module_keychain,  # noqa: F401 - re-exported fixture
     seed_scheduling_clinic,
     server_fixtures,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,10 +24,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import keyring
 import pytest
-from identity_support import bearer, login, make_user, system_repository
+from desktop_store_helpers import FAST_KDF, PASSWORD, SyntheaPatient, enroll, synthea_resources
+from identity_support import TestUser, bearer, login, make_user, system_repository
 from keyrings.alt.file import PlaintextKeyring
 from sqlalchemy.orm import Session
 
+from desktop.services.workstation import Workstation
 from shared_models.fhir_constants import TIMEZONE_EXTENSION
 from shared_models.scheduling import ScheduleTemplate, slot_resource, slot_times
 
@@ -224,3 +227,73 @@ def module_keychain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     keyring.set_keyring(backend)
     yield path
     keyring.set_keyring(previous)
+
+
+def workstation(profile: Path, url: str, user: TestUser) -> Workstation:
+    """A workstation profile signed in online (creates the profile on first use)."""
+    ws = Workstation.open(profile, url, kdf=FAST_KDF)
+    try:
+        ws.sign_in_online(user.username, user.password, user.next_code())
+    except BaseException:
+        ws.close()
+        raise
+    return ws
+
+
+USER = "desk.joy"
+LOCAL_ZONE = ZoneInfo("America/Chicago")
+
+
+def booked_appointment(patient: str, practitioner: str, slot: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "Appointment",
+        "id": str(uuid.uuid4()),
+        "status": "booked",
+        "description": "Diabetes review",
+        "slot": [{"reference": f"Slot/{slot['id']}"}],
+        "start": slot["start"],
+        "end": slot["end"],
+        "participant": [
+            {"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"},
+            {"actor": {"reference": f"Practitioner/{practitioner}"}, "status": "accepted"},
+            {"actor": {"reference": "Location/loc-main"}, "status": "accepted"},
+        ],
+    }
+
+
+@dataclass
+class LocalProfile:
+    path: Path
+    patients: list[SyntheaPatient]
+    practitioners: list[str]
+
+
+@pytest.fixture(scope="module")
+def local_profile(
+    shared_data: Path, tmp_path_factory: pytest.TempPathFactory, module_keychain: Path
+) -> LocalProfile:
+    """An enrolled profile caching a clinic in America/Chicago (`local_clinic`, 7 days from
+    today) and 2 Synthea patients booked with the first practitioner at 09:00 and 10:00 today."""
+    today = datetime.now(LOCAL_ZONE).date()
+    clinic, practitioners = local_clinic(shared_data, today, days=7)
+    patients_resources, patients = synthea_resources(shared_data, 2)
+    slots = [r for r in clinic if r["resourceType"] == "Slot"]
+    mine = [s for s in slots if practitioners[0][:8] in s["schedule"]["reference"]]
+    booked = [mine[3], mine[6]]
+    for slot in booked:
+        slot["status"] = "busy"
+    visits = [
+        booked_appointment(p.id, practitioners[0], s) for p, s in zip(patients, booked, strict=True)
+    ]
+    path = tmp_path_factory.mktemp("schedule-profile") / "profile"
+    enroll(path, USER, resources=clinic + patients_resources + visits)
+    return LocalProfile(path, patients, practitioners)
+
+
+def offline_copy(profile: LocalProfile, tmp_path: Path) -> Workstation:
+    """A copy of the profile this test may change, signed in offline."""
+    copy = tmp_path / "profile"
+    shutil.copytree(profile.path, copy)
+    ws = Workstation.open(copy, None, kdf=FAST_KDF)
+    ws.sign_in_offline(USER, PASSWORD)
+    return ws

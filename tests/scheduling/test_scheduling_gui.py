@@ -7,7 +7,6 @@ screen drives `Workstation.scheduling` on the store thread like the app does.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,12 +16,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from desktop_store_helpers import FAST_KDF, PASSWORD, SyntheaPatient, enroll, synthea_resources
 from PySide6.QtCore import QDate, Qt
 from PySide6.QtTest import QAbstractItemModelTester
-from scheduling_support import local_clinic
+from scheduling_support import LocalProfile, offline_copy
 
-from desktop.services.workstation import Workstation
 from desktop.store import outbox
 from desktop.ui.context import UiContext
 from desktop.ui.schedule.page import SchedulePage
@@ -30,55 +27,12 @@ from desktop.ui.schedule.page import SchedulePage
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("module_keychain")]
 
 ZONE = ZoneInfo("America/Chicago")
-USER = "desk.joy"
 WAIT = 10_000
 
 
-def _appointment(patient: str, practitioner: str, slot: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": "Appointment",
-        "id": str(uuid.uuid4()),
-        "status": "booked",
-        "description": "Diabetes review",
-        "slot": [{"reference": f"Slot/{slot['id']}"}],
-        "start": slot["start"],
-        "end": slot["end"],
-        "participant": [
-            {"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"},
-            {"actor": {"reference": f"Practitioner/{practitioner}"}, "status": "accepted"},
-            {"actor": {"reference": "Location/loc-main"}, "status": "accepted"},
-        ],
-    }
-
-
-@pytest.fixture(scope="module")
-def profile(
-    shared_data: Path, tmp_path_factory: pytest.TempPathFactory, module_keychain: Path
-) -> tuple[Path, list[SyntheaPatient], list[str]]:
-    today = datetime.now(ZONE).date()
-    clinic, practitioners = local_clinic(shared_data, today, days=7)
-    patients_resources, patients = synthea_resources(shared_data, 2)
-    slots = [r for r in clinic if r["resourceType"] == "Slot"]
-    mine = [s for s in slots if practitioners[0][:8] in s["schedule"]["reference"]]
-    booked = [mine[3], mine[6]]  # 09:00 and 10:00 today, Chicago time
-    for slot in booked:
-        slot["status"] = "busy"
-    visits = [
-        _appointment(p.id, practitioners[0], s) for p, s in zip(patients, booked, strict=True)
-    ]
-    path = tmp_path_factory.mktemp("schedule-profile") / "profile"
-    enroll(path, USER, resources=clinic + patients_resources + visits)
-    return path, patients, practitioners
-
-
 @pytest.fixture
-def ctx(qtbot: Any, profile: Any, tmp_path: Path) -> Iterator[UiContext]:
-    import shutil
-
-    copy = tmp_path / "profile"
-    shutil.copytree(profile[0], copy)
-    ws = Workstation.open(copy, None, kdf=FAST_KDF)
-    ws.sign_in_offline(USER, PASSWORD)
+def ctx(qtbot: Any, local_profile: LocalProfile, tmp_path: Path) -> Iterator[UiContext]:
+    ws = offline_copy(local_profile, tmp_path)
     context = UiContext.create(ws)
     yield context
     context.shutdown()
@@ -103,9 +57,9 @@ def _row_of(page: SchedulePage, predicate: Any) -> int:
 
 
 def test_front_desk_finds_a_free_slot_books_and_checks_in(
-    qtbot: Any, ctx: UiContext, profile: Any
+    qtbot: Any, ctx: UiContext, local_profile: LocalProfile
 ) -> None:
-    _, patients, _ = profile
+    patients = local_profile.patients
     page = _page(qtbot, ctx)
     assert page.scope_box.currentText() == "Clinic loc-main (everyone)"
     assert "America/Chicago" in page.zone_label.text()
@@ -148,8 +102,10 @@ def test_front_desk_finds_a_free_slot_books_and_checks_in(
     assert queued[0].base_version is None and queued[0].id == queued[1].id
 
 
-def test_physicians_day_view_and_week(qtbot: Any, ctx: UiContext, profile: Any) -> None:
-    _, patients, practitioners = profile
+def test_physicians_day_view_and_week(
+    qtbot: Any, ctx: UiContext, local_profile: LocalProfile
+) -> None:
+    patients, practitioners = local_profile.patients, local_profile.practitioners
     ctx.user = SimpleNamespace(practitioner=f"Practitioner/{practitioners[0]}")
     page = _page(qtbot, ctx)
     scope = page.scope()

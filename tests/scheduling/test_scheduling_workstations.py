@@ -14,10 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from desktop_store_helpers import FAST_KDF
 from identity_support import make_user
-from scheduling_support import SchedulingClient, SchedulingClinic, next_monday
+from scheduling_support import SchedulingClient, SchedulingClinic, next_monday, workstation
 from server_fixtures import free_port
 from sqlalchemy import text
-from sync_support import signed_in
 
 from desktop.services.workstation import Workstation
 from shared_models.errors import NetworkUnavailable
@@ -56,8 +55,8 @@ def test_two_workstations_one_offline_book_the_same_slot(
 
     user_a = make_user(secure_server, "desk.a", ["front_desk"], ["loc-east"])
     user_b = make_user(secure_server, "desk.b", ["front_desk", "nurse"], ["loc-east"])
-    a = signed_in(tmp_path / "a", secure_server.url, user_a)
-    b = signed_in(tmp_path / "b", secure_server.url, user_b)
+    a = workstation(tmp_path / "a", secure_server.url, user_a)
+    b = workstation(tmp_path / "b", secure_server.url, user_b)
     try:
         a.sync()
         b.sync()

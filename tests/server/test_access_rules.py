@@ -82,9 +82,8 @@ def test_break_the_glass_opens_a_patient_for_a_while_and_is_reported(
 
 
 def _note(shared_data: Path, patient: str, status: str, loinc: str) -> dict[str, Any]:
-    note = json.loads(
-        (shared_data / "fhir-examples/r4-examples/DocumentReference-example.json").read_text()
-    )
+    path = shared_data / "fhir-examples/r4-examples/DocumentReference-example.json"
+    note: dict[str, Any] = json.loads(path.read_text())
     for key in ("id", "meta", "text", "contained", "context", "relatesTo", "authenticator"):
         note.pop(key, None)
     note["subject"] = {"reference": f"Patient/{patient}"}

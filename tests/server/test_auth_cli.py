@@ -58,7 +58,7 @@ def test_create_user_then_sign_in_and_verify_the_audit_chain(
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         conn.execute("SET session_replication_role = replica")
-        conn.execute("UPDATE audit_events SET username = 'someone.else' WHERE seq = 1")
+        conn.execute("UPDATE audit_events SET username = 'someone.else' WHERE pos = 1")
     assert main(["audit", "verify", "--data-dir", data_dir]) == 1
     assert "BROKEN at event 1" in capsys.readouterr().out
     with engine.connect() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,7 +26,7 @@ def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
 
 
 @pytest.fixture(scope="module")
-def client(server: Any) -> httpx.Client:
+def client(server: Any) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
 
@@ -158,7 +159,14 @@ def test_missing_forged_and_expired_tokens_are_refused(server: Any, client: http
     with Session(server.engine) as session:
         now = int(time.time())
         expired = rt.signing.sign(
-            session, {"iss": "ehr-server", "sub": user_id, "iat": now - 700, "exp": now - 100}
+            session,
+            {
+                "iss": "ehr-server",
+                "sub": user_id,
+                "use": "access",
+                "iat": now - 700,
+                "exp": now - 100,
+            },
         )
     response = client.get("/fhir/R4/Patient", headers=bearer(expired))
     assert response.status_code == 401

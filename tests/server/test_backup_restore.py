@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from sync_server.db.embedded import sqlalchemy_url
 from sync_server.db.engine import make_engine, migrate
-from sync_server.services.audit import ChainedAuditSink
+from sync_server.services.audit import ChainedAuditSink, seal_now
 from sync_server.services.audit_chain import HEAD_MAC_PURPOSE, verify_chain
 from sync_server.services.context import RequestContext
 from sync_server.services.fhir_repository import FhirRepository
@@ -157,8 +157,9 @@ def test_restore_into_a_fresh_cluster_is_identical_and_audit_verifies(
     assert len(after["resource_versions"]) == count + 10 + 1  # 10 updates, 1 delete
 
     engine = make_engine(target)
-    with Session(engine) as session:
-        report = verify_chain(session, ServerKeys(SERVER_SECRET).derive(HEAD_MAC_PURPOSE))
+    seal_now(engine, ServerKeys(SERVER_SECRET))  # chain pending events, as `audit verify` does
+    with engine.connect() as conn:
+        report = verify_chain(conn, ServerKeys(SERVER_SECRET).derive(HEAD_MAC_PURPOSE))
     engine.dispose()
     assert report.ok, report.as_dict()
     assert report.rows_checked == len(after["audit_events"])
@@ -204,16 +205,18 @@ def test_restore_refuses_a_database_that_is_not_empty(drill) -> None:
     assert _table_contents(source) == before
 
 
-def test_backup_needs_a_key(drill) -> None:
+def test_backup_needs_a_key(drill, tmp_path: Path) -> None:
     source, _, _, _ = drill
+    out = tmp_path / "never.ehrbak"
     env_without_key = {k: v for k, v in os.environ.items() if k != "EHR_BACKUP_KEY_FILE"}
     result = subprocess.run(
-        [sys.executable, "-m", "sync_server.cli", "backup", "--out", "/tmp/never.ehrbak"],
+        [sys.executable, "-m", "sync_server.cli", "backup", "--out", str(out)],
         capture_output=True,
         text=True,
         env={**env_without_key, "DATABASE_URL": source},
         timeout=60,
         check=False,
     )
-    assert result.returncode == 1 and "no backup key" in result.stderr
-    assert not Path("/tmp/never.ehrbak").exists()
+    assert result.returncode == 1, result.stderr
+    assert "no backup key" in result.stderr
+    assert not out.exists()

@@ -55,7 +55,7 @@ def test_migrate_import_and_seed(
     bad.write_text(good_line.rstrip().removesuffix("}") + ',"birthDate":"never"}\n{oops\n')
     imported = _cli(
         "import", str(ndjson / "Patient.000.ndjson"), str(ndjson / "AllergyIntolerance.000.ndjson"),
-        str(bad), database_url=url, data_dir=tmp_path,
+        str(bad), "--workers", "1", database_url=url, data_dir=tmp_path,
     )  # fmt: skip
     assert imported.returncode == 1  # two refused lines, reported
     assert "Imported 24 resources from 3 files" in imported.stdout
@@ -63,7 +63,10 @@ def test_migrate_import_and_seed(
     assert "never" not in imported.stderr  # the refused value is not echoed
     assert _scalar(url, "SELECT count(*) FROM resources") == 24
 
-    again = _cli("import", str(ndjson / "Patient.000.ndjson"), database_url=url, data_dir=tmp_path)
+    again = _cli(
+        "import", str(ndjson / "Patient.000.ndjson"), "--workers", "2",
+        database_url=url, data_dir=tmp_path,
+    )  # fmt: skip
     assert again.returncode == 0
     assert (
         _scalar(url, "SELECT max(version_id) FROM resources WHERE resource_type = 'Patient'") == 2

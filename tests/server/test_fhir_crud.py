@@ -119,3 +119,23 @@ def test_fhirpy_style_plain_json_is_accepted(fhir_client: httpx.Client) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert response.status_code == 201
+
+
+def test_type_history_post_search_and_unsupported_method(fhir_client: httpx.Client) -> None:
+    family = f"Hist{uuid.uuid4().hex[:8]}"
+    pid = fhir_client.post("/Patient", json=_patient(family)).json()["id"]
+    fhir_client.put(f"/Patient/{pid}", json={**_patient(family), "id": pid, "gender": "other"})
+    history = fhir_client.get("/Patient/_history?_count=2").json()
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
+    assert any(link["relation"] == "next" for link in history["link"])
+
+    found = fhir_client.post(
+        "/Patient/_search",
+        content=f"family={family}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [pid]
+
+    patch = fhir_client.patch(f"/Patient/{pid}", json=[])
+    assert patch.status_code == 405
+    assert patch.json()["resourceType"] == "OperationOutcome"

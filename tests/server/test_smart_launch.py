@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -30,7 +31,7 @@ def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
 
 
 @pytest.fixture(scope="module")
-def client(server: Any) -> httpx.Client:
+def client(server: Any) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
 
@@ -109,6 +110,10 @@ def test_discovery_documents(client: httpx.Client) -> None:
     assert config["code_challenge_methods_supported"] == ["S256"]
     assert config["token_endpoint"].endswith("/auth/token")
     assert "permission-v2" in config["capabilities"]
+    security = client.get("/fhir/R4/metadata").json()["rest"][0]["security"]
+    assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
+    oauth = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
+    assert oauth["token"] == config["token_endpoint"]
 
 
 def test_patient_app_sees_only_its_patient_and_only_reads(
@@ -123,6 +128,10 @@ def test_patient_app_sees_only_its_patient_and_only_reads(
     assert answer["patient"] == sites.mine[0]
     assert set(answer["scope"].split()) == set(scope.split())
     assert answer["refresh_token"] and answer["id_token"]
+    assert (
+        httpx.get(f"{server.fhir_url}/Patient", headers=bearer(answer["id_token"])).status_code
+        == 401
+    )
     fhir = httpx.Client(base_url=server.fhir_url, headers=bearer(answer["access_token"]))
     assert fhir.get(f"/Patient/{sites.mine[0]}").status_code == 200
     # The doctor may see the second patient at the site; the app bound to the first may not.

@@ -347,3 +347,29 @@ def test_a_merged_resolution_writes_the_resolvers_version(
     new_version, now = current(server, "Condition", condition["id"])
     assert resolved.json()["resolved_version"] == new_version == version + 2
     assert (now["abatementDateTime"], now["note"]) == ("2021-05-20", merged["note"])
+
+
+def test_changes_to_patients_outside_the_users_sites_are_refused_one_by_one(
+    server: Any,
+    clinic: Clinic,
+) -> None:
+    satellite = signed_in(server, "physician", ["loc-sat"])
+    try:
+        here = condition_of(clinic, 2)  # the satellite's patient
+        there = condition_of(clinic, 0)  # a main-clinic patient
+        changes = []
+        for condition in (here, there, here):
+            version, stored = current(server, "Condition", condition["id"])
+            note = [{"text": f"checked {uuid.uuid4().hex[:6]}"}]
+            changes.append(upsert({**stored, "note": note}, version))
+        changes[2]["base_version"] = changes[0]["base_version"]
+        results = satellite.push(changes).json()["results"]
+        assert [r["status"] for r in results] == ["applied", "rejected", "merged"]
+        assert results[1]["issues"][0]["code"] == "forbidden"
+        assert results[1]["resource"] is None  # nothing of the other site's chart leaks
+        assert (
+            version_count(server, "Condition", there["id"])
+            == current(server, "Condition", there["id"])[0]
+        )
+    finally:
+        satellite.close()

@@ -83,8 +83,9 @@ class TrendChart(QWidget):
             return
         left = metrics.horizontalAdvance("0000.0") + 12
         right_margin = metrics.horizontalAdvance("000/000") + 16
+        bottom = 4.8 if len(self._series) > 1 else 3.6  # a line for the legend
         plot = QRectF(
-            left, line * 1.8, self.width() - left - right_margin, self.height() - line * 3.6
+            left, line * 1.8, self.width() - left - right_margin, self.height() - line * bottom
         )
         if plot.width() < 20 or plot.height() < 20:
             return
@@ -103,12 +104,12 @@ class TrendChart(QWidget):
             self._draw_legend(painter, plot)
 
     def _draw_legend(self, painter: QPainter, plot: QRectF) -> None:
-        """Series names in the free middle of the date line under the plot."""
+        """Series names on their own line under the dates."""
         metrics = QFontMetrics(self.font())
         pairs = list(zip(SERIES_COLOURS, self._series, strict=False))
         width = sum(metrics.horizontalAdvance(s.label) + 30 for _, s in pairs)
         x = plot.center().x() - width / 2
-        baseline = plot.bottom() + metrics.height() * 1.1
+        baseline = plot.bottom() + metrics.height() * 2.3
         for colour, series in pairs:
             painter.fillRect(QRectF(x, baseline - 7, 12, 4), QColor(colour))
             painter.setPen(QColor(colour))
