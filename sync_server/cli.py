@@ -71,10 +71,17 @@ def _has_patients(engine: Engine) -> bool:
         )
 
 
+def _refresh_statistics(engine: Engine) -> None:
+    """ANALYZE after a bulk load, so the planner picks the selective index at once."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE")
+
+
 def _seed(engine: Engine, patients: int, seed: int) -> None:
     with make_sessionmaker(engine)() as session:
         clinic = seed_demo(system_repository(session, "seed-demo"), seed=seed, patients=patients)
         session.commit()
+    _refresh_statistics(engine)
     total = sum(clinic.counts.values())
     print(f"Demo clinic seeded: {len(clinic.location_ids)} locations, {patients} patients, "
           f"{total} resources.", flush=True)  # fmt: skip
@@ -128,6 +135,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             progress=progress,
         )
         summary = importer.import_files(paths)
+        _refresh_statistics(engine)
     if tty:
         print(file=sys.stderr)
     print(f"Imported {summary.resources:,} resources from {summary.files} files "
@@ -169,6 +177,8 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
             ssl_keyfile=args.tls_key,
             access_log=False,
             log_config=None,
+            # A worker importing the app on a busy machine can take longer than the 5 s default.
+            timeout_worker_healthcheck=60,
         )
     return 0
 

@@ -12,7 +12,8 @@ stays append-only after a restore), streamed through AES-256-GCM
 Plaintext never touches the disk. A backup is written to a temporary name,
 fsynced and renamed, so a file with the final name is always complete.
 
-`restore` first authenticates the whole file, then restores it in one
+`backup` seals the audit chain first, so the copy holds every event linked and
+the head signed. `restore` first authenticates the whole file, then restores it in one
 transaction into an empty database: a damaged file or a wrong key changes
 nothing. The audit chain's head is signed with the server secret
 (`EHR_SERVER_SECRET`), which is not in the backup: restore it from the secret
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from sqlalchemy import text
 
 from sync_server.backup_stream import (
     BackupCorrupt,
@@ -43,6 +45,9 @@ from sync_server.backup_stream import (
 from sync_server.config import Settings
 from sync_server.db.app_role import APP_ROLE
 from sync_server.db.embedded import database_url_for
+from sync_server.db.engine import make_engine
+from sync_server.services.audit import seal_now
+from sync_server.services.identity import build_runtime
 
 KEY_FILE_ENV = "EHR_BACKUP_KEY_FILE"
 #: Directory with pg_dump/pg_restore matching an external server's major version.
@@ -81,11 +86,25 @@ def libpq_target(sqlalchemy_url: str) -> tuple[str, dict[str, str]]:
     return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(data_dir=args.data_dir) if args.data_dir else Settings()
+
+
 @contextmanager
-def _database(args: argparse.Namespace) -> Iterator[str]:
-    settings = Settings(data_dir=args.data_dir) if args.data_dir else Settings()
+def _database(settings: Settings) -> Iterator[str]:
     with database_url_for(settings.database_url, settings.data_dir) as url:
         yield url
+
+
+def seal_audit_chain(database_url: str, settings: Settings) -> int:
+    """Chain every finished audit event, so the backup holds a complete, signed chain."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            migrated = conn.execute(text("SELECT to_regclass('audit_chain_head')")).scalar()
+        return seal_now(engine, build_runtime(settings).keys) if migrated else 0
+    finally:
+        engine.dispose()
 
 
 def _key(args: argparse.Namespace) -> bytes:
@@ -179,7 +198,9 @@ def restore(database_url: str, key: bytes, source: Path) -> None:
 
 def _run_backup(args: argparse.Namespace) -> int:
     key = _key(args)
-    with _database(args) as url:
+    settings = _settings(args)
+    with _database(settings) as url:
+        seal_audit_chain(url, settings)
         size = backup(url, key, args.out.resolve())
     print(f"backup written: {args.out} ({size} bytes, encrypted)")
     return 0
@@ -187,7 +208,7 @@ def _run_backup(args: argparse.Namespace) -> int:
 
 def _run_restore(args: argparse.Namespace) -> int:
     key = _key(args)
-    with _database(args) as url:
+    with _database(_settings(args)) as url:
         restore(url, key, args.backup_file)
     print(f"restored {args.backup_file.name}; run `ehr-server audit verify` to check the trail")
     return 0

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any, Literal
 
 import orjson
 
 from desktop.store import conflicts, indexing, resources
 from desktop.store.database import Connection
+from desktop.store.resources import PatientSummary
 from shared_models.errors import ValidationFailed
 from shared_models.merge_policy import booked_slot_ids
 from shared_models.scheduling import location_zone, parse_instant, schedule_actors
@@ -103,6 +104,7 @@ class ScheduleCache:
                 practitioner, location = schedule_actors(schedule)
                 self.schedules[row[0]] = (reference_id(practitioner), reference_id(location))
         self._zones: dict[str | None, tzinfo] = {}
+        self._patients: dict[str, PatientSummary | None] = {}
 
     def scopes(self) -> list[ScheduleScope]:
         """Locations (everyone there), then practitioners, each sorted by name."""
@@ -151,7 +153,8 @@ class ScheduleCache:
             return []
         marks = ",".join("?" * len(ids))
         rows = self.conn.execute(
-            f"SELECT i.slot_id, i.schedule_id, r.json FROM slot_index i JOIN resources r"  # noqa: S608 - placeholders only
+            # CROSS JOIN keeps SQLite from scanning every Slot first (join order as written).
+            f"SELECT i.slot_id, i.schedule_id, r.json FROM slot_index i CROSS JOIN resources r"  # noqa: S608 - placeholders only
             f" ON r.resource_type = 'Slot' AND r.id = i.slot_id WHERE i.schedule_id IN ({marks})"
             " AND i.start >= ? AND i.start < ? AND i.status = 'free' AND r.deleted = 0"
             " ORDER BY i.start, i.slot_id",
@@ -178,11 +181,12 @@ class ScheduleCache:
             return set()
         wanted = set(slot_ids)
         held: set[str] = set()
+        low, high = _span(self.conn, slot_ids)
         rows = self.conn.execute(
-            "SELECT id, json FROM resources WHERE resource_type = 'Appointment' AND deleted = 0"
-            " AND id IN (SELECT appointment_id FROM appointment_index WHERE start >= ?"
-            " AND start < ?)",
-            _span(self.conn, slot_ids),
+            "SELECT r.id, r.json FROM appointment_index a CROSS JOIN resources r"
+            " ON r.resource_type = 'Appointment' AND r.id = a.appointment_id"
+            " WHERE a.day >= ? AND a.day <= ? AND a.start >= ? AND a.start < ? AND r.deleted = 0",
+            (low[:10], high[:10], low, high),
         )
         for appointment_id, raw in rows:
             if appointment_id != ignore:
@@ -196,29 +200,31 @@ class ScheduleCache:
         location_id: str | None,
         practitioner_id: str | None,
     ) -> list[AppointmentView]:
-        first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
-        ids: list[str] = []
-        day = first
-        while day <= last:
-            ids += resources.appointment_ids_on(
-                self.conn, day.isoformat(), location_id=location_id, practitioner_id=practitioner_id
-            )
-            day += timedelta(days=1)
+        sql = (
+            "SELECT a.appointment_id, r.json, r.dirty FROM appointment_index a CROSS JOIN"
+            " resources r ON r.resource_type = 'Appointment' AND r.id = a.appointment_id"
+            " WHERE a.day >= ? AND a.day <= ? AND a.start >= ? AND a.start < ? AND r.deleted = 0"
+        )
+        args: list[Any] = [_utc(start)[:10], _utc(end)[:10], _utc(start), _utc(end)]
+        for column, value in (("location_id", location_id), ("practitioner_id", practitioner_id)):
+            if value is not None:
+                sql += f" AND a.{column} = ?"
+                args.append(value)
         refused = {
             c.id: c.reason
             for c in conflicts.open_conflicts(self.conn)
             if c.resource_type == "Appointment" and c.status == "rejected"
         }
-        views = []
-        for appointment_id in dict.fromkeys(ids):
-            stored = resources.get(self.conn, "Appointment", appointment_id)
-            if stored is None:
-                continue
-            view = self.view(stored.parsed(), stored.dirty,
-                              reason=refused.get(appointment_id))  # fmt: skip
-            if view.start is not None and start <= view.start < end:
-                views.append(view)
+        views = [
+            self.view(orjson.loads(raw), bool(dirty), reason=refused.get(appointment_id))
+            for appointment_id, raw, dirty in self.conn.execute(sql, args)
+        ]
         return sorted(views, key=lambda v: (_start(v), v.patient_name))
+
+    def _patient(self, patient_id: str) -> PatientSummary | None:
+        if patient_id not in self._patients:
+            self._patients[patient_id] = resources.patient_summary(self.conn, patient_id)
+        return self._patients[patient_id]
 
     def view(
         self,
@@ -234,7 +240,7 @@ class ScheduleCache:
             parse_instant(appointment.get("end")),
         )
         patient = row.patient_id if row else None
-        summary = resources.patient_summary(self.conn, patient) if patient else None
+        summary = self._patient(patient) if patient else None
         slots = booked_slot_ids(appointment) or [
             str(r.get("reference", "")).removeprefix("Slot/") for r in appointment.get("slot") or []
         ]

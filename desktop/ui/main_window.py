@@ -11,9 +11,8 @@ import time
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
-    QApplication,
     QGridLayout,
     QLabel,
     QMainWindow,
@@ -102,9 +101,7 @@ class MainWindow(QMainWindow):
         self.idle_timer.setInterval(IDLE_CHECK_MS)
         self.idle_timer.timeout.connect(self._check_idle)
         self._last_touch = 0.0
-        app = QApplication.instance()
-        if app is not None:
-            app.installEventFilter(self)
+        self._watching_input = False
         self.pages.setCurrentWidget(self.signin)
         self.resize(1280, 820)
 
@@ -291,7 +288,13 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         for tab in self.chart_tabs():
             tab.close_chart()
-        app = QApplication.instance()
-        if app is not None:
-            app.removeEventFilter(self)
         super().closeEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        # Input reaches the window's QWindow before any widget: watching it there sees
+        # every key and click without a Python call for every event of every widget.
+        super().showEvent(event)
+        handle = self.windowHandle()
+        if handle is not None and not self._watching_input:
+            handle.installEventFilter(self)
+            self._watching_input = True

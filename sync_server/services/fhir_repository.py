@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -29,64 +29,33 @@ from sqlalchemy.orm import Session
 from shared_models.errors import ClinicError, Forbidden, NotFound, ValidationFailed, VersionConflict
 from shared_models.fhir_validation import validate_resource
 from shared_models.scheduling import SLOT_BOOKING_CONSTRAINT, SlotUnavailable
-from sync_server.db.models import INDEX_TABLES
 from sync_server.services import search as search_service
-from sync_server.services.compartment import patient_of, refresh_care_sites
+from sync_server.services.compartment import patient_of
 from sync_server.services.context import AccessGuard, AuditSink, RequestContext
 from sync_server.services.permissions import signs_physician_note
-from sync_server.services.search_params import index_rows
+from sync_server.services.version_store import (
+    PreparedWrite,
+    ResourceGone,
+    StoredResource,
+    store_versions,
+)
+
+__all__ = [
+    "FhirRepository",
+    "PreconditionFailed",
+    "ResourceGone",
+    "ResourceWrite",
+    "StoredResource",
+    "WriteResult",
+    "fhir_instant",
+    "new_id",
+]
 
 T = TypeVar("T")
-
-#: Batches at least this big are written with COPY; smaller ones with pipelined INSERTs.
-_COPY_THRESHOLD = 50
-_VERSION_COLUMNS = (
-    "resource_type", "id", "version_id", "last_updated", "deleted", "patient_id", "resource",
-)  # fmt: skip
-_INDEX_KEY = ("resource_type", "resource_id", "param", "ordinal")
-_INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
-    "token": ("system", "code"),
-    "string": ("value",),
-    "date": ("low", "high"),
-    "reference": ("target_type", "target_id"),
-    "quantity": ("value", "system", "code"),
-}
-
-
-class ResourceGone(NotFound):
-    """The resource existed and was deleted (HTTP 410)."""
-
-    user_message = "The record was deleted."
 
 
 class PreconditionFailed(VersionConflict):
     """A conditional request matched more than one resource (HTTP 412)."""
-
-
-@dataclass(frozen=True)
-class StoredResource:
-    resource_type: str
-    id: str
-    version_id: int
-    last_updated: datetime
-    deleted: bool
-    patient_id: str | None
-    #: The stored JSON (None for a tombstone): served as is.
-    json: bytes | None
-
-    @property
-    def etag(self) -> str:
-        return f'W/"{self.version_id}"'
-
-    @property
-    def location(self) -> str:
-        return f"{self.resource_type}/{self.id}/_history/{self.version_id}"
-
-    def resource(self) -> dict[str, Any]:
-        if self.json is None:
-            raise ResourceGone(f"{self.resource_type} was deleted")
-        value: dict[str, Any] = orjson.loads(self.json)
-        return value
 
 
 @dataclass(frozen=True)
@@ -396,7 +365,7 @@ class FhirRepository:
             self._record(act, "success", stored.resource_type, stored.id, _ids(stored.patient_id))
         return results
 
-    def _write_prepared(self, prepared: list[_Prepared]) -> list[WriteResult]:
+    def _write_prepared(self, prepared: list[PreparedWrite]) -> list[WriteResult]:
         conn = self._conn
         order = sorted(range(len(prepared)), key=lambda i: (prepared[i].type, prepared[i].id))
         locked = conn.execute(
@@ -412,7 +381,7 @@ class FhirRepository:
         current = {(t, i): (v, d, p) for _, t, i, v, d, p in locked if t is not None}
         stamp = fhir_instant(now)
         results: list[WriteResult | None] = [None] * len(prepared)
-        rows: list[tuple[Any, ...]] = []
+        rows: list[tuple[PreparedWrite, StoredResource, bool]] = []
         for index, item in enumerate(prepared):
             old = current.get((item.type, item.id))
             old_version, old_deleted, old_patient = old if old else (0, True, None)
@@ -450,53 +419,8 @@ class FhirRepository:
             results[index] = WriteResult(stored, created=old is None or bool(old_deleted))
             rows.append((item, stored, old is not None))
         if rows:
-            self._store_rows(conn, rows)
+            store_versions(conn, rows)
         return [r for r in results if r is not None]
-
-    def _store_rows(
-        self, conn: Connection[Any], rows: list[tuple[_Prepared, StoredResource, bool]]
-    ) -> None:
-        version_rows = [
-            (s.resource_type, s.id, s.version_id, s.last_updated, s.deleted, s.patient_id,
-             s.json.decode() if s.json is not None else None)
-            for _, s, _ in rows
-        ]  # fmt: skip
-        bulk = len(rows) >= _COPY_THRESHOLD
-        upsert = conn.cursor()
-        # COPY cannot run in a pipeline; small writes send every statement in one round trip.
-        with nullcontext() if bulk else conn.pipeline(), conn.cursor() as cur:
-            upsert.executemany(
-                "INSERT INTO resources AS cur (resource_type, id, version_id, last_updated,"
-                " deleted, patient_id, resource) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)"
-                " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = EXCLUDED.version_id,"
-                " last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted,"
-                " patient_id = EXCLUDED.patient_id, resource = EXCLUDED.resource"
-                " WHERE cur.version_id = EXCLUDED.version_id - 1",
-                version_rows,
-            )
-            _insert(cur, "resource_versions", _VERSION_COLUMNS, version_rows, bulk)
-            replaced = [(s.resource_type, s.id) for _, s, existed in rows if existed]
-            if replaced:
-                for table in INDEX_TABLES.values():
-                    cur.execute(
-                        f"DELETE FROM {table} WHERE (resource_type, resource_id) IN"  # noqa: S608
-                        " (SELECT * FROM unnest(%s::text[], %s::text[]))",
-                        ([k[0] for k in replaced], [k[1] for k in replaced]),
-                    )
-            index: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in INDEX_TABLES}
-            for item, _stored, _ in rows:
-                if item.resource is not None:
-                    for kind, values in index_rows(item.type, item.id, item.resource).items():
-                        index[kind].extend(values)
-            for kind, values in index.items():
-                if values:
-                    columns = (*_INDEX_KEY, *_INDEX_COLUMNS[kind])
-                    _insert(cur, INDEX_TABLES[kind], columns, values, bulk)
-            refresh_care_sites(
-                conn, [(s.resource_type, s.id, s.patient_id, item.resource) for item, s, _ in rows]
-            )
-        if upsert.rowcount != len(version_rows):
-            raise VersionConflict("The resource was written concurrently; try again")
 
     def run_unit(self, action: str, resource_type: str | None, fn: Callable[[], T]) -> T:
         """Run `fn` all-or-nothing in a SAVEPOINT; a failure is recorded outside it."""
@@ -504,30 +428,21 @@ class FhirRepository:
             return fn()
 
 
-@dataclass
-class _Prepared:
-    type: str
-    id: str
-    resource: dict[str, Any] | None
-    expected_version: int | None
-    patient_id: str | None
-
-
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 
 
-def _prepare(write: ResourceWrite) -> _Prepared:
+def _prepare(write: ResourceWrite) -> PreparedWrite:
     if not write.id or len(write.id) > 64 or not set(write.id) <= _ID_CHARS:
         raise ValidationFailed(
             "invalid id", issues=[(f"{write.resource_type}.id", "Not a valid FHIR id")]
         )
     if write.resource is None:
-        return _Prepared(write.resource_type, write.id, None, write.expected_version, None)
+        return PreparedWrite(write.resource_type, write.id, None, write.expected_version, None)
     resource = dict(write.resource)
     resource["id"] = write.id
     validate_resource(resource, expected_type=write.resource_type)
     patient = patient_of(write.resource_type, write.id, resource)
-    return _Prepared(write.resource_type, write.id, resource, write.expected_version, patient)
+    return PreparedWrite(write.resource_type, write.id, resource, write.expected_version, patient)
 
 
 def _type_of(resource: Any) -> str:
@@ -541,19 +456,3 @@ def _type_of(resource: Any) -> str:
 
 def _ids(patient_id: str | None) -> list[str]:
     return [patient_id] if patient_id else []
-
-
-def _insert(
-    cur: Any, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]], bulk: bool
-) -> None:
-    """COPY for bulk batches; pipelined INSERTs (no extra round trips) for small writes."""
-    if bulk:
-        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    placeholders = ", ".join(["%s"] * len(columns))
-    cur.executemany(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})",  # noqa: S608
-        rows,
-    )

@@ -105,8 +105,9 @@ def test_location_day_view_painted_from_cache(
         for day in sorted(measured):
             t0 = time.perf_counter()
             conn.execute(
-                f"SELECT i.slot_id, r.json FROM slot_index i JOIN resources r ON r.resource_type"
-                f" = 'Slot' AND r.id = i.slot_id WHERE i.schedule_id IN ({marks})"
+                "SELECT i.slot_id, r.json FROM slot_index i CROSS JOIN resources r"
+                " ON r.resource_type = 'Slot' AND r.id = i.slot_id"
+                f" WHERE i.schedule_id IN ({marks})"
                 " AND i.start >= ? AND i.start < ?",
                 (*schedules, f"{day}T00:00:00Z", f"{day + timedelta(days=1)}T00:00:00Z"),
             ).fetchall()

@@ -49,7 +49,8 @@ def bench_db(
             system_repository(session, "bench"), seed=3, patients=30, today=date(2026, 3, 2)
         )
         session.commit()
-    with engine.connect() as conn:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE")  # as `ehr-server seed-demo` does after loading
         observations = [
             r[0]
             for r in conn.exec_driver_sql(

@@ -13,7 +13,7 @@ import base64
 import orjson
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtTest import QAbstractItemModelTester
+from PySide6.QtTest import QAbstractItemModelTester, QTest
 from PySide6.QtWidgets import QApplication
 
 from desktop.ui.chart.chart_tab import ChartTab
@@ -271,3 +271,13 @@ def test_idle_session_locks_itself(qtbot, tmp_path, gui_keychain, password, show
         main.close()
         ctx.shutdown()
         ws.close()
+
+
+def test_typing_counts_as_activity(qtbot, window, workstation, password) -> None:
+    sign_in(qtbot, window, password)
+    window._last_touch = 0.0  # as if the last report was long ago
+    qtbot.wait(1200)
+    assert workstation._session.idle_seconds() >= 1.0
+    # Through the QWindow, as the platform delivers a real key press.
+    QTest.keyClick(window.windowHandle(), Qt.Key.Key_X)
+    qtbot.waitUntil(lambda: workstation._session.idle_seconds() < 1.0, timeout=WAIT)

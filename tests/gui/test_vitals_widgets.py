@@ -111,3 +111,28 @@ def test_trend_chart_paints_the_series(qtbot, readings) -> None:
     empty.set_series([Series("SpO2", [])])
     assert empty.point_count == 0
     empty.grab()  # paints "No readings yet" without error
+
+
+def test_banner_shows_who_allergies_in_red_and_sync_state(qtbot) -> None:
+    from datetime import date
+
+    from desktop.services.chart import Banner
+    from desktop.ui.chart.banner import PatientBanner
+
+    banner = PatientBanner()
+    qtbot.addWidget(banner)
+    banner.set_banner(
+        Banner("p1", "Okafor, Grace", date(1958, 3, 14), 68, "female", "MRN0012345",
+               ("Penicillin", "Latex")),
+        pending=2, conflicts=1, newer=1,
+    )  # fmt: skip
+    assert banner.name_label.text() == "Okafor, Grace"
+    assert banner.details_label.text() == "68 y  ·  Female  ·  born 14 Mar 1958  ·  MRN MRN0012345"
+    assert banner.allergies_label.text() == "ALLERGIES: Penicillin, Latex"
+    assert banner.allergies_label.property("hasAllergies") is True
+    sync = banner.sync_label.text()
+    assert "1 conflict(s)" in sync and "2 change(s)" in sync and "changed on the server" in sync
+    banner.set_banner(Banner("p2", "Doe, Sam", None, None, "", "", ()))
+    assert banner.allergies_label.text() == "No allergies recorded"
+    assert banner.allergies_label.property("hasAllergies") is False
+    assert "no MRN" in banner.details_label.text() and banner.sync_label.text() == ""

@@ -19,7 +19,7 @@ def test_fhirclient_create_read_search(live_server) -> None:
     for name, value in auth_headers(live_server).items():
         smart.server.session.headers[name] = value
     smart.prepare()  # reads /metadata and parses our CapabilityStatement with its models
-    assert smart.ready
+    assert smart.server.capabilityStatement.fhirVersion == "4.0.1"
     family = f"Fc{uuid.uuid4().hex[:8]}"
     patient = Patient({"gender": "female", "birthDate": "1961-07-04"})
     name = HumanName({"family": family, "given": ["Ruth"]})

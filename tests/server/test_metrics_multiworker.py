@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -55,7 +56,8 @@ def test_two_workers_behind_tls_count_requests_together_and_log_json(
         )  # fmt: skip
     base = f"https://127.0.0.1:{port}"
     try:
-        with httpx.Client(verify=str(tls.ca_bundle), timeout=10) as client:
+        pinned = ssl.create_default_context(cafile=str(tls.ca_bundle))
+        with httpx.Client(verify=pinned, timeout=10) as client:
             deadline = time.monotonic() + 120
             while True:
                 try:
@@ -67,7 +69,7 @@ def test_two_workers_behind_tls_count_requests_together_and_log_json(
                 assert server.poll() is None, log.read_text()[-2000:]
                 time.sleep(0.3)
             for _ in range(40):  # new connections: both workers get some
-                with httpx.Client(verify=str(tls.ca_bundle), timeout=10) as fresh:
+                with httpx.Client(verify=pinned, timeout=10) as fresh:
                     assert fresh.get(f"{base}/healthz").status_code == 200
             text = client.get(f"{base}/metrics").text
         with pytest.raises(httpx.ConnectError):

@@ -58,7 +58,9 @@ class PatientBanner(QFrame):
         layout.addLayout(left, 3)
         layout.addLayout(right, 2)
 
-    def set_banner(self, banner: Banner, *, pending: int = 0, conflicts: int = 0) -> None:
+    def set_banner(
+        self, banner: Banner, *, pending: int = 0, conflicts: int = 0, newer: int = 0
+    ) -> None:
         self.name_label.setText(banner.name or "Name not recorded")
         self.details_label.setText(demographics_line(banner))
         has = bool(banner.allergies)
@@ -72,6 +74,8 @@ class PatientBanner(QFrame):
             notes.append(f"{conflicts} conflict(s) to review")
         if pending:
             notes.append(f"{pending} change(s) not yet on the server")
+        if newer:
+            notes.append(f"{newer} record(s) changed on the server since your edit: sync")
         self.sync_label.setText("  ·  ".join(notes))
         self.sync_label.setProperty(
             "role", "error" if conflicts else "pending" if pending else "hint"

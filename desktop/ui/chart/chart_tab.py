@@ -174,7 +174,10 @@ class ChartTab(QWidget):
         self.chart = chart
         self.title = chart.banner.name or "Unnamed patient"
         self.banner.set_banner(
-            chart.banner, pending=len(chart.pending_ids), conflicts=len(chart.conflict_ids)
+            chart.banner,
+            pending=len(chart.pending_ids),
+            conflicts=len(chart.conflict_ids),
+            newer=len(chart.newer_on_server_ids),
         )
         self.banner.show()
         self.loading_label.hide()

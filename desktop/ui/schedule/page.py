@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDateEdit,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableView,
@@ -66,6 +67,10 @@ class SchedulePage(QWidget):
         self.day_view = make_table_view(self.day_model, self)
         self.day_view.setObjectName("dayView")
         self.day_view.empty_text = "No slots or appointments on this day."
+        # Fixed column widths: measuring every row on each day change costs more than the query.
+        self.day_view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for column, width in enumerate((70, 180, 220, 110, 220)):
+            self.day_view.setColumnWidth(column, width)
         self.week_model = WeekScheduleModel(self)
         self.week_view = QTableView(self)
         self.week_view.setObjectName("weekView")
