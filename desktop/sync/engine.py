@@ -25,7 +25,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -383,19 +383,32 @@ def _pull(
                 cursor, has_more = str(page["cursor"]), bool(page["has_more"])
                 if has_more:
                     pending = fetcher.submit(call, partial(api.sync_pull, cursor, limit))
-                changes = [RemoteChange.from_wire(c) for c in page["changes"]]
+                received = len(page["changes"])
+                changes = _latest_per_resource(RemoteChange.from_wire(c) for c in page["changes"])
                 del page
                 result = apply_remote_page(db, changes, cursor)
             report.pages += 1
-            report.pulled += len(changes)
+            report.pulled += received
             report.removed += result.removed
             report.kept_local += result.kept_local
             report.bytes_received += len(raw)
             held = report.held_for_review
             held += [p for p in result.held_for_review if p not in held]
-            tracker.pulled(len(changes), len(raw))
+            tracker.pulled(received, len(raw))
             if not has_more:
                 return
+
+
+def _latest_per_resource(changes: Iterable[RemoteChange]) -> list[RemoteChange]:
+    """One change per resource: the last. A page of the feed can carry several versions
+    of one resource; it is stored atomically, so only the newest matters (and the
+    store's batched index writes expect each resource once)."""
+    latest: dict[tuple[str, str, bool], RemoteChange] = {}
+    for change in changes:
+        key = (change.resource_type, change.id, change.out_of_scope)
+        latest.pop(key, None)  # re-insert: keep the feed's order of last occurrences
+        latest[key] = change
+    return list(latest.values())
 
 
 @contextmanager

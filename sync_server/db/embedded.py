@@ -27,11 +27,11 @@ def sqlalchemy_url(libpq_uri: str) -> str:
 @contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start (or reuse) a PostgreSQL cluster under `data_dir/pg`; yield its SQLAlchemy URL."""
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     pg_dir = data_dir / "pg"
     pg_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pg_dir, cleanup_mode="stop")
+    server = get_server(pg_dir, cleanup_mode="stop")
     log.info("embedded PostgreSQL started under the data directory")
     try:
         yield sqlalchemy_url(server.get_uri())

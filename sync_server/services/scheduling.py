@@ -238,7 +238,16 @@ def _is_booked(repo: FhirRepository, slot_id: str) -> bool:
 
 
 def _free_slot(repo: FhirRepository, slot_id: str) -> dict[str, Any]:
-    """The Slot, or SlotUnavailable (with alternatives) when it is taken or not bookable."""
+    """The Slot, or SlotUnavailable (with alternatives) when it is taken or not bookable.
+
+    Takes the slot's lock for the rest of the transaction first (the key the sync
+    push's `SlotBookings` uses), so concurrent bookings of one slot queue here and
+    the later ones are refused by this check, before anything is written. The
+    database constraint stays the guarantee; this keeps the losers cheap.
+    """
+    repo._conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('slot:' || %s, 0))", (slot_id,)
+    )
     slot = repo.read("Slot", slot_id).resource()
     if slot.get("status") != "free" or _is_booked(repo, slot_id):
         raise SlotUnavailable("slot not free", alternatives=alternatives(repo, slot))

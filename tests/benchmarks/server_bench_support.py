@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -97,23 +98,66 @@ def rate(worker: Callable[[int, Callable[[], bool]], int], seconds: float) -> fl
     return sum(counts) / (time.perf_counter() - began)
 
 
-def http_worker(
-    base: str, token: str, paths: list[str]
-) -> Callable[[int, Callable[[], bool]], int]:
-    """Keep-alive GETs of `paths` (round robin); every answer must be 200."""
-    host, port = base.removeprefix("http://").split(":")
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+@dataclass(frozen=True)
+class LoadResult:
+    """A load run against a served port: its rate and the CPU each side spent per request."""
 
-    def work(i: int, keep_going: Callable[[], bool]) -> int:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        done = 0
-        while keep_going():
-            conn.request("GET", paths[(i * 7919 + done) % len(paths)], headers=headers)
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200, response.status
-            done += 1
-        conn.close()
-        return done
+    rate: float
+    server_cpu_ms: float
+    client_cpu_ms: float
 
-    return work
+    def describe(self) -> str:
+        return (
+            f"{self.rate:,.0f} req/s with {CLIENTS} clients (server CPU {self.server_cpu_ms:.2f}"
+            f" ms/req over all its processes, load generator {self.client_cpu_ms:.2f} ms/req)"
+        )
+
+
+def _server_pids(port: int) -> list[int]:
+    """The `serve --port PORT` process and its children (uvicorn workers)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"serve" in cmdline and str(port).encode() in cmdline and proc.name.isdigit():
+            pids.append(int(proc.name))
+    children = []
+    for pid in pids:
+        try:
+            tasks = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        children.extend(int(c) for c in tasks)
+    return pids + children
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def http_load(base: str, token: str, paths: list[str], seconds: float) -> LoadResult:
+    """GETs of `paths` from a separate load-generator process (`http_load.py`), CPU measured."""
+    pids = _server_pids(int(base.rsplit(":", 1)[1]))
+    server_before = _cpu_seconds(pids)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.http_load", base, str(seconds), str(CLIENTS)],
+        input=json.dumps({"token": token, "paths": paths}), capture_output=True, text=True,
+        timeout=seconds + 120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+    )  # fmt: skip
+    server_cpu = _cpu_seconds(pids) - server_before
+    figures = json.loads(done.stdout)
+    requests = max(figures["requests"], 1)
+    return LoadResult(
+        rate=figures["requests"] / figures["seconds"],
+        server_cpu_ms=server_cpu / requests * 1000,
+        client_cpu_ms=figures["cpu_seconds"] / requests * 1000,
+    )

@@ -8,7 +8,9 @@ from shared_models.outcomes import from_error
 
 
 def test_valid_official_example_is_accepted(shared_data):
-    example = json.loads((shared_data / "fhir-examples/r4-examples/Patient-example.json").read_text())
+    example = json.loads(
+        (shared_data / "fhir-examples/r4-examples/Patient-example.json").read_text()
+    )
     assert validate_resource(example) == "Patient"
 
 

@@ -192,7 +192,7 @@ class ServerProcess:
     port: int
     env: dict[str, str]
     engine: Engine
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [sys.executable, "-m", "sync_server.cli", "serve", "--host", "127.0.0.1",
@@ -250,7 +250,7 @@ def file_keychain(folder: Path) -> Iterator[Path]:
     path = folder / "python_keyring" / "keyring_pass.cfg"
     path.parent.mkdir(parents=True)
     backend = PlaintextKeyring()
-    backend.file_path = str(path)  # type: ignore[misc]
+    backend.file_path = str(path)
     previous = keyring.get_keyring()
     keyring.set_keyring(backend)
     try:

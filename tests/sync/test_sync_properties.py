@@ -14,6 +14,7 @@ on shared Synthea patients. After everyone syncs twice:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -55,7 +56,7 @@ class Edit:
 
 
 @pytest.fixture(scope="module")
-def cluster(secure_server: Any, shared_data: Path, tmp_path_factory: Any):
+def cluster(secure_server: Any, shared_data: Path, tmp_path_factory: Any) -> Iterator[Any]:
     users = [make_user(secure_server, f"dr.{n}", ["physician"], [LOCATION]) for n in "xyz"]
     stations = [
         signed_in(tmp_path_factory.mktemp(f"ws{i}"), secure_server.url, user)
@@ -155,7 +156,9 @@ def _versions_explained(engine: Any, keys: set[tuple[str, str]]) -> None:
             assert set(versions) - {1} <= accepted, (rtype, versions, accepted)
 
 
-def _check(server: Any, stations: list[Workstation], charts: SeededCharts, edits: list[Edit]):
+def _check(
+    server: Any, stations: list[Workstation], charts: SeededCharts, edits: list[Edit]
+) -> None:
     for ws in stations + stations:
         ws.sync()
     expected = server_state(server.engine)
