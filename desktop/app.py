@@ -26,6 +26,7 @@ from desktop.config import load_config
 from desktop.ui.context import UiContext, resources_dir
 from desktop.ui.errors import message_for
 from desktop.ui.main_window import MainWindow
+from shared_models.errors import ClinicError
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,32 @@ def load_style_sheet() -> str:
         return ""
 
 
-def build_main_window(workstation: Any) -> tuple[MainWindow, UiContext]:
+def build_main_window(
+    workstation: Any, demo_accounts: Path | None = None
+) -> tuple[MainWindow, UiContext]:
+    """The main window; with `demo_accounts` (demo clinic only) its sign-in lists them."""
     ctx = UiContext.create(workstation)
-    return MainWindow(ctx), ctx
+    window = MainWindow(ctx)
+    if demo_accounts is not None:
+        _show_demo_accounts(window, demo_accounts)
+    return window, ctx
+
+
+def _show_demo_accounts(window: MainWindow, path: Path) -> None:
+    from desktop.services.demo_accounts import load_demo_accounts
+
+    try:
+        window.signin.show_demo_accounts(load_demo_accounts(path))
+    except ClinicError as error:
+        log.warning("demo accounts not shown: %s", error.detail)
+        window.signin.error_label.setText(error.user_message)
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ehr-desktop", add_help=False)
     parser.add_argument("--server")
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--demo-accounts", type=Path)
     args, _unknown = parser.parse_known_args(list(argv))
     return args
 
@@ -83,7 +101,8 @@ def _opener(args: argparse.Namespace) -> Callable[[], Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     app = create_application()
-    window, ctx = build_main_window(None)
+    # --demo-accounts: demo clinic only (`ehr-server demo` passes its accounts file).
+    window, ctx = build_main_window(None, args.demo_accounts)
     window.show()
 
     def opened(future: Future[Any]) -> None:

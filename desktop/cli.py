@@ -1,6 +1,7 @@
 """`ehr-desktop`: the GUI by default, headless subcommands for IT and scripts.
 
     ehr-desktop [--server URL] [--profile DIR]            open the GUI
+                [--demo-accounts FILE]                    (demo clinic: `ehr-server demo`)
     ehr-desktop status --profile DIR [sign-in flags]      profile and sync state
     ehr-desktop rekey  --profile DIR  sign-in flags       rotate the database key
     ehr-desktop sync   --profile DIR  sign-in flags       (added by the sync engine)
@@ -130,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ehr-desktop", description=__doc__.split("\n")[0])
     parser.add_argument("--server", help="server base URL")
     parser.add_argument("--profile", type=Path, help="profile directory")
+    parser.add_argument(
+        "--demo-accounts",
+        type=Path,
+        help="demo clinic only: show these demo accounts and their codes on the sign-in screen",
+    )
     parser.add_argument(
         "--self-test", action="store_true", help="check this installation and exit (IT, CI)"
     )

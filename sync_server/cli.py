@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,6 +102,67 @@ def _demo_accounts(engine: Engine, settings: Settings) -> None:
         print(f"Demo sign-in accounts and their TOTP secrets: {path}", flush=True)
 
 
+def _print_demo_welcome(data_dir: Path, url: str) -> None:
+    """What a newcomer needs to sign in: the URL, the demo users and password, the MFA code."""
+    from sync_server.services.demo_accounts import NotADemoDataDir, read_demo_accounts
+
+    try:
+        demo = read_demo_accounts(data_dir)
+    except NotADemoDataDir:
+        return  # a data dir whose users were not made by `demo`: nothing demo to show
+    dir_flag = f" --data-dir {data_dir}"
+    lines = ["", f"Demo clinic at {url}", "Demo accounts (demo only, never use in production):"]
+    lines += [f"  {a['username']:<16} {', '.join(a['roles'])}" for a in demo["accounts"]]
+    lines += [f"  password for all: {demo['password']}",
+              f"Current MFA code: ehr-server demo-otp USERNAME{dir_flag}", ""]  # fmt: skip
+    print("\n".join(lines), flush=True)
+
+
+def _has_display() -> bool:
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _desktop_args(data_dir: Path, url: str) -> list[str]:
+    """The `ehr-desktop` arguments that open the desktop on the demo server."""
+    from sync_server.services.demo_accounts import ACCOUNTS_FILE
+
+    return ["--server", url, "--profile", str(data_dir / "desktop-profile"),
+            "--demo-accounts", str(data_dir / ACCOUNTS_FILE)]  # fmt: skip
+
+
+class DesktopCompanion:
+    """Opens the desktop once the server answers; closing its window stops the server."""
+
+    def __init__(self, server: Any, command: list[str]) -> None:
+        self.server = server
+        self.command = command
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="desktop-companion", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.server.started:
+            if self.server.should_exit:
+                return
+            time.sleep(0.1)
+        print("Opening the desktop app (closing its window stops the server).", flush=True)
+        self.process = subprocess.Popen(self.command)  # noqa: S603  (our own interpreter and module)
+        self.process.wait()
+        self.server.should_exit = True
+
+    def stop(self) -> None:
+        """The server is stopping on its own (Ctrl+C): close the desktop too."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with engine_for(settings) as engine:
@@ -163,12 +228,14 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
         if demo:
             os.environ["EHR_DEMO_MODE"] = "true"
         scheme = "https" if args.tls_cert else "http"
-        print(f"Serving FHIR R4 at {scheme}://{args.host}:{args.port}/fhir/R4 (Ctrl+C stops)",
-              flush=True)  # fmt: skip
+        base_url = f"{scheme}://{args.host}:{args.port}"
+        print(f"Serving FHIR R4 at {base_url}/fhir/R4 (Ctrl+C stops)", flush=True)
+        if demo:
+            _print_demo_welcome(settings.data_dir, base_url)
         import uvicorn
 
-        uvicorn.run(
-            "sync_server.app:app_from_env",
+        options: dict[str, Any] = dict(
+            app="sync_server.app:app_from_env",
             factory=True,
             host=args.host,
             port=args.port,
@@ -180,6 +247,43 @@ def _serve(args: argparse.Namespace, *, demo: bool) -> int:
             # A worker importing the app on a busy machine can take longer than the 5 s default.
             timeout_worker_healthcheck=60,
         )
+        if demo:
+            desktop_args = _desktop_args(settings.data_dir, base_url)
+            if not args.no_desktop and args.workers == 1 and _has_display():
+                _serve_with_desktop(uvicorn.Server(uvicorn.Config(**options)), desktop_args)
+                return 0
+            no_display = "" if args.no_desktop or _has_display() else "No display here. "
+            print(f"{no_display}Start the desktop with: ehr-desktop {shlex.join(desktop_args)}",
+                  flush=True)  # fmt: skip
+        uvicorn.run(**options)
+    return 0
+
+
+def _serve_with_desktop(server: Any, desktop_args: list[str]) -> None:
+    # By module name, in a child process: the server never imports the desktop.
+    companion = DesktopCompanion(server, [sys.executable, "-m", "desktop.cli", *desktop_args])
+    companion.start()
+    try:
+        server.run()
+    finally:
+        companion.stop()
+
+
+def cmd_demo_otp(args: argparse.Namespace) -> int:
+    """The current MFA code of a demo user (demo data directories only)."""
+    from sync_server.services.demo_accounts import NotADemoDataDir, current_code
+
+    data_dir = settings_from(args).data_dir
+    try:
+        print(current_code(data_dir, args.username))
+    except NotADemoDataDir:
+        print(f"{data_dir} is not a demo data directory (no demo accounts file): "
+              "demo-otp works only for the accounts `ehr-server demo` created.",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    except KeyError:
+        print(f"{args.username} is not a demo account of {data_dir}.", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -204,7 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=42)
         if not demo:
             p.add_argument("--seed-demo", action="store_true", help="seed demo data if empty")
+        else:
+            p.add_argument(
+                "--no-desktop", action="store_true", help="serve only; do not open the desktop app"
+            )
         p.set_defaults(func=lambda a, demo=demo: _serve(a, demo=demo), seed_demo=demo)
+
+    p = sub.add_parser("demo-otp", parents=[common], help="current MFA code of a demo user")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_demo_otp)
 
     p = sub.add_parser("migrate", parents=[common], help="upgrade the schema to the latest")
     p.set_defaults(func=cmd_migrate)

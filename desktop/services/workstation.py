@@ -11,8 +11,6 @@ Lifecycle: `Workstation.open(profile_dir, server_url)` -> `sign_in_online` or
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -38,9 +36,10 @@ from desktop.store.keyslots import KdfParams
 from desktop.store.outbox import OutboxEntry
 from desktop.store.profile import ProfileLayout, ProfileLock, ensure_profile
 from desktop.store.resources import PatientSummary
+from desktop.sync.engine import run_sync
 from desktop.sync.progress import read_status as read_sync_status
 from desktop.sync.server_api import Policy, ServerApi, UserInfo
-from shared_models.errors import ClinicError, NetworkUnavailable, NotFound, StoreError
+from shared_models.errors import NetworkUnavailable, NotFound, StoreError
 from shared_models.fhir_validation import validate_resource
 
 __all__ = [
@@ -344,18 +343,11 @@ class Workstation:
         Checks the server's policy first: a revoked workstation or user is wiped.
         `progress` (a `desktop.sync.progress.SyncProgress`) is updated as it runs.
         """
-        if importlib.util.find_spec("desktop.sync.engine") is None:
-            raise ClinicError(
-                "desktop.sync.engine is not installed",
-                user_message="Synchronisation is not available in this version.",
-            )
-        engine = importlib.import_module("desktop.sync.engine")  # built by the sync engineer
-
         db = self._db()
         api = self._authed_api()
         try:
             self.refresh_policy()
-            report = engine.run_sync(db, api, workstation_id=self.workstation_id, progress=progress)
+            report = run_sync(db, api, workstation_id=self.workstation_id, progress=progress)
         except NetworkUnavailable:
             self._online = False
             raise

@@ -3,11 +3,11 @@
 The protocol is DESIGN.md's "Sync protocol (contract)". What makes a crash at
 any point lose and duplicate nothing:
 
-- Push: the outbox goes out in batches (at most 500 changes). A batch's
-  answers are stored, and its outbox rows deleted, in ONE local transaction.
-  A crash before that commit re-sends the batch; the server answers a
-  `change_id` it has seen the same way again (idempotency), so nothing is
-  applied twice.
+- Push (`desktop.sync.push`): the outbox goes out in batches (at most 500
+  changes). A batch's answers are stored, and its outbox rows deleted, in ONE
+  local transaction. A crash before that commit re-sends the batch; the server
+  answers a `change_id` it has seen the same way again (idempotency), so
+  nothing is applied twice.
 - Pull: each page is applied in one local transaction together with the new
   cursor (`desktop.store.remote_changes`), so a crash resumes at the last
   stored page: an interrupted initial download continues, it does not restart.
@@ -25,28 +25,22 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
-from desktop.store import conflicts, outbox, resources, sync_state
-from desktop.store.database import ChartDatabase, Connection
-from desktop.store.outbox import OutboxEntry
+from desktop.store import outbox, resources, sync_state
+from desktop.store.database import ChartDatabase
 from desktop.store.remote_changes import RemoteChange, apply_remote_page
-from desktop.sync.progress import SyncProgress, record_attempt
+from desktop.sync.progress import SyncProgress, SyncReport, record_attempt
+from desktop.sync.push import push_outbox
 from desktop.sync.retry import RetryPolicy, call_with_retries
 from desktop.sync.server_api import ServerApi, TokenPair
-from shared_models.errors import (
-    ClinicError,
-    Forbidden,
-    NetworkUnavailable,
-    ValidationFailed,
-)
+from shared_models.errors import ClinicError, NetworkUnavailable, ValidationFailed
 from shared_models.sync_messages import INITIAL_CURSOR, MAX_PUSH_CHANGES
 
 log = logging.getLogger(__name__)
@@ -63,36 +57,6 @@ _LOCKS_GUARD = threading.Lock()
 class SyncInProgress(ClinicError):
     user_message = "A synchronisation is already running on this workstation."
     help_topic = "sync"
-
-
-@dataclass
-class SyncReport:
-    """What one sync did (no PHI: counts only)."""
-
-    pushed: int = 0
-    applied: int = 0
-    merged: int = 0
-    conflicts: int = 0
-    rejected: int = 0
-    pulled: int = 0
-    removed: int = 0
-    kept_local: int = 0
-    pages: int = 0
-    bytes_received: int = 0
-    seconds: float = 0.0
-    #: Of `seconds`, time spent waiting for the server (a pull overlaps it with local work).
-    server_seconds: float = 0.0
-    held_for_review: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return (
-            f"pushed {self.pushed} (applied {self.applied}, merged {self.merged}, "
-            f"conflicts {self.conflicts}, rejected {self.rejected}); "
-            f"pulled {self.pulled} in {self.pages} pages ({self.bytes_received:,} bytes), "
-            f"removed {self.removed}, kept local {self.kept_local}, "
-            f"held for review {len(self.held_for_review)}; {self.seconds:.2f} s"
-            f" ({self.server_seconds:.2f} s waiting for the server)"
-        )
 
 
 def run_sync(
@@ -130,7 +94,9 @@ def run_sync(
 
     try:
         try:
-            _push(db, api, workstation_id, call, tracker, report, min(batch_size, MAX_PUSH_CHANGES))
+            push_outbox(
+                db, api, workstation_id, call, tracker, report, min(batch_size, MAX_PUSH_CHANGES)
+            )
             tracker.start_pull()
             _pull(db, api, call, tracker, report, page_limit)
         except NetworkUnavailable:
@@ -155,194 +121,6 @@ def _lock_for(db: ChartDatabase) -> threading.Lock:
     key = str(db.path.resolve())
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(key, threading.Lock())
-
-
-# -- push ---------------------------------------------------------------------------------
-
-
-def _push(
-    db: ChartDatabase,
-    api: ServerApi,
-    client_id: str,
-    call: Callable[[Callable[[], bytes]], bytes],
-    tracker: SyncProgress,
-    report: SyncReport,
-    batch_size: int,
-) -> None:
-    tracker.start_push(outbox.count(db.connection()))
-    conflict_ids: list[str] = []
-    while True:
-        batch = outbox.pending(db.connection(), limit=batch_size)
-        if not batch:
-            break
-        conflict_ids += _push_batch(db, api, client_id, call, batch, report)
-        tracker.pushed(len(batch))
-    if conflict_ids:
-        _fetch_conflict_bases(db, api, call, set(conflict_ids))
-
-
-def _push_batch(
-    db: ChartDatabase,
-    api: ServerApi,
-    client_id: str,
-    call: Callable[[Callable[[], bytes]], bytes],
-    batch: Sequence[OutboxEntry],
-    report: SyncReport,
-) -> list[str]:
-    """Send one batch and store its answers; returns the conflict ids the server opened.
-
-    A batch the server refuses as a whole (HTTP 422: a change it cannot even
-    parse) is split in halves until the bad change is alone; that change is
-    then stored as rejected, so one malformed row never blocks the queue.
-    """
-    body = encode_push(client_id, batch)
-    try:
-        answer = orjson.loads(call(lambda: api.sync_push(body)))
-    except ValidationFailed as exc:
-        if len(batch) == 1:
-            return _store_answers(db, batch, {batch[0].change_id: _refused(batch[0], exc)}, report)
-        half = len(batch) // 2
-        return _push_batch(db, api, client_id, call, batch[:half], report) + _push_batch(
-            db, api, client_id, call, batch[half:], report
-        )
-    except Forbidden as exc:
-        with db.transaction() as conn:
-            for entry in batch:
-                outbox.record_failure(conn, entry.change_id, "not allowed: " + exc.user_message)
-        raise
-    results = {str(r["change_id"]): r for r in answer["results"]}
-    missing = [e.change_id for e in batch if e.change_id not in results]
-    if missing:
-        raise ClinicError(f"server answered {len(results)} of {len(batch)} changes")
-    return _store_answers(db, batch, results, report)
-
-
-def encode_push(client_id: str, batch: Sequence[OutboxEntry]) -> bytes:
-    """The push request, with each resource's JSON spliced in as stored (not re-encoded)."""
-    parts = []
-    for entry in batch:
-        head = orjson.dumps(
-            {
-                "change_id": entry.change_id,
-                "resourceType": entry.resource_type,
-                "id": entry.id,
-                "op": entry.op,
-                "base_version": entry.base_version,
-            }
-        )
-        if entry.json is None or entry.op == "delete":
-            parts.append(head)
-        else:
-            parts.append(head[:-1] + b',"resource":' + entry.json + b"}")
-    return b'{"client_id":' + orjson.dumps(client_id) + b',"changes":[' + b",".join(parts) + b"]}"
-
-
-def _refused(entry: OutboxEntry, exc: ValidationFailed) -> dict[str, Any]:
-    reasons = [f"{where}: {what}" if where else what for where, what in exc.issues]
-    return {
-        "change_id": entry.change_id,
-        "status": "rejected",
-        "issues": [{"diagnostics": r} for r in reasons or [exc.user_message]],
-    }
-
-
-def _store_answers(
-    db: ChartDatabase,
-    batch: Sequence[OutboxEntry],
-    results: dict[str, dict[str, Any]],
-    report: SyncReport,
-) -> list[str]:
-    """Store every answer of a batch and drop its outbox rows: one transaction."""
-    opened: list[str] = []
-    with db.transaction() as conn:
-        for entry in batch:
-            result = results[entry.change_id]
-            outbox.remove(conn, entry.change_id)
-            opened += _store_answer(conn, entry, result)
-            report.pushed += 1
-            status = result["status"]
-            if status in ("applied", "merged", "conflict", "rejected"):
-                counter = "conflicts" if status == "conflict" else status
-                setattr(report, counter, getattr(report, counter) + 1)
-    return opened
-
-
-def _store_answer(conn: Connection, entry: OutboxEntry, result: dict[str, Any]) -> list[str]:
-    status = result["status"]
-    resource = result.get("resource")
-    server_json = orjson.dumps(resource) if resource is not None else None
-    version = result.get("versionId")
-    if status in ("applied", "merged"):
-        _adopt_server_version(conn, entry, version, server_json)
-        return []
-    reason = _reason(result)
-    if status == "conflict":
-        conflict_id = str(result.get("conflict_id") or f"conflict:{entry.change_id}")
-        conflicts.record(
-            conn, conflict_id=conflict_id, resource_type=entry.resource_type,
-            resource_id=entry.id, patient_id=entry.patient_id, status="conflict",
-            reason=reason, change_id=entry.change_id, server_version=version,
-            server_json=server_json, local_json=entry.json,
-        )  # fmt: skip
-        _adopt_server_version(conn, entry, version, server_json)
-        return [conflict_id] if result.get("conflict_id") else []
-    # rejected: the local edit stays on screen (marked unsynced) until a person decides
-    conflicts.record(
-        conn, conflict_id=f"rejected:{entry.change_id}", resource_type=entry.resource_type,
-        resource_id=entry.id, patient_id=entry.patient_id, status="rejected", reason=reason,
-        change_id=entry.change_id, local_json=entry.json,
-    )  # fmt: skip
-    return []
-
-
-def _adopt_server_version(
-    conn: Connection, entry: OutboxEntry, version: int | None, server_json: bytes | None
-) -> None:
-    """The server's current version becomes the local copy, unless a later local edit waits."""
-    if outbox.has_pending(conn, entry.resource_type, entry.id):
-        return
-    if server_json is None:
-        resources.remove(conn, entry.resource_type, entry.id)
-    else:
-        resources.put(conn, orjson.loads(server_json), server_json, version_id=version, dirty=False)
-
-
-def _reason(result: dict[str, Any]) -> str:
-    """The server's issues in plain words, each with the element it names."""
-    texts = []
-    for item in result.get("issues") or []:
-        what = str(item.get("diagnostics") or item.get("code") or "")
-        where = ", ".join(str(e) for e in item.get("expression") or [])
-        texts.append(f"{where}: {what}" if where and what else what or where)
-    reason = "; ".join(dict.fromkeys(t for t in texts if t))
-    return reason or f"The server answered {result['status']}."
-
-
-def _fetch_conflict_bases(
-    db: ChartDatabase,
-    api: ServerApi,
-    call: Callable[[Callable[[], Any]], Any],
-    wanted: set[str],
-) -> None:
-    """Add the base version (what this workstation edited) to conflicts just opened.
-
-    The review screen compares base, mine and theirs; only the server keeps the
-    base. Best effort: a conflict without its base is still complete enough to decide.
-    """
-    try:
-        listing = call(lambda: api.sync_conflicts("open", 1000))
-    except ClinicError as exc:
-        log.warning("could not fetch conflict details: %s", exc.detail)
-        return
-    bases = {
-        str(c["id"]): orjson.dumps(c["base_resource"])
-        for c in listing.get("conflicts", [])
-        if str(c.get("id")) in wanted and c.get("base_resource") is not None
-    }
-    if bases:
-        with db.transaction() as conn:
-            for conflict_id, base_json in bases.items():
-                conflicts.set_base(conn, conflict_id, base_json)
 
 
 # -- pull ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from desktop.store import conflicts, outbox, sync_state
@@ -92,6 +92,36 @@ class SyncProgress:
             self._snapshot = replace(
                 snap, phase="done" if ok else "failed", elapsed=time.monotonic() - snap.started
             )
+
+
+@dataclass
+class SyncReport:
+    """What one sync did (no PHI: counts only)."""
+
+    pushed: int = 0
+    applied: int = 0
+    merged: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    pulled: int = 0
+    removed: int = 0
+    kept_local: int = 0
+    pages: int = 0
+    bytes_received: int = 0
+    seconds: float = 0.0
+    #: Of `seconds`, time spent waiting for the server (a pull overlaps it with local work).
+    server_seconds: float = 0.0
+    held_for_review: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"pushed {self.pushed} (applied {self.applied}, merged {self.merged}, "
+            f"conflicts {self.conflicts}, rejected {self.rejected}); "
+            f"pulled {self.pulled} in {self.pages} pages ({self.bytes_received:,} bytes), "
+            f"removed {self.removed}, kept local {self.kept_local}, "
+            f"held for review {len(self.held_for_review)}; {self.seconds:.2f} s"
+            f" ({self.server_seconds:.2f} s waiting for the server)"
+        )
 
 
 @dataclass(frozen=True)

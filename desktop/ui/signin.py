@@ -4,16 +4,23 @@ With a code, it signs in online (the server checks password and code). If the
 server cannot be reached, or no code is typed, it signs in offline with the
 password alone, when this user's offline window allows it; the screen says
 before the click whether that is possible and, if not, why.
+
+In the demo clinic only (`ehr-desktop --demo-accounts FILE`, as `ehr-server
+demo` starts it), a labelled panel below the card lists the demo accounts with
+their live MFA code and a button that fills the form.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -22,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.services.demo_accounts import DemoAccount, seconds_left
 from desktop.ui.context import UiContext
 from desktop.ui.errors import log_error, message_for
 from desktop.ui.ops import Op
@@ -33,6 +41,65 @@ STATUS_DELAY_MS = 300
 def _restyle(widget: QWidget) -> None:
     widget.style().unpolish(widget)
     widget.style().polish(widget)
+
+
+class DemoAccountsPanel(QFrame):
+    """Demo clinic only: the demo accounts, each with its current code and a fill button."""
+
+    #: The account whose button was clicked.
+    chosen = Signal(object)
+
+    def __init__(self, accounts: Sequence[DemoAccount], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("demoPanel")
+        self.accounts = list(accounts)
+        title = QLabel("Demo clinic")
+        title.setProperty("role", "heading")
+        self.countdown = QLabel()
+        self.countdown.setProperty("role", "hint")
+        self.countdown.setWordWrap(True)
+        password = self.accounts[0].password if self.accounts else ""
+        self.password_label = QLabel(f"Password for all: {password}")
+        self.password_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(16)
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.code_labels: list[QLabel] = []
+        self.buttons: list[QPushButton] = []
+        for row, account in enumerate(self.accounts):
+            who = QLabel(f"{account.username}<br><small>{account.role_label}</small>")
+            code = QLabel()
+            code.setObjectName("demoCode")
+            code.setFont(mono)
+            code.setAccessibleName(f"Current code for {account.username}")
+            button = QPushButton("Use")
+            button.setToolTip(f"Fill in {account.username}, the password and the current code")
+            button.setObjectName(f"demoUse_{account.username}")
+            button.clicked.connect(lambda _c=False, a=account: self.chosen.emit(a))
+            for column, widget in enumerate((who, code, button)):
+                grid.addWidget(widget, row, column)
+            self.code_labels.append(code)
+            self.buttons.append(button)
+        grid.setColumnStretch(0, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(20, 14, 20, 14)
+        layout.addWidget(title)
+        layout.addWidget(self.countdown)
+        layout.addWidget(self.password_label)
+        layout.addSpacing(4)
+        layout.addLayout(grid)
+        self.timer = QTimer(self)
+        self.timer.setInterval(1000)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+        self.refresh()
+
+    def refresh(self) -> None:
+        for account, label in zip(self.accounts, self.code_labels, strict=True):
+            label.setText(account.current_code())
+        self.countdown.setText(
+            f"Sample accounts, never for real patients. Codes change in {seconds_left()} s."
+        )
 
 
 class SignInScreen(QWidget):
@@ -92,9 +159,13 @@ class SignInScreen(QWidget):
         card_layout.addWidget(self.error_label)
         card_layout.addWidget(self.sign_in_button)
         card.setMaximumWidth(card.fontMetrics().horizontalAdvance("M") * 36)
+        #: The card, and below it the demo panel in the demo clinic.
+        self.column = QVBoxLayout()
+        self.column.addWidget(card)
+        self.card = card
         row = QHBoxLayout()
         row.addStretch(1)
-        row.addWidget(card, 3)
+        row.addLayout(self.column, 3)
         row.addStretch(1)
         outer = QVBoxLayout(self)
         outer.addStretch(1)
@@ -107,8 +178,25 @@ class SignInScreen(QWidget):
         self.username.textEdited.connect(lambda _t: self.status_timer.start())
         self.otp.textEdited.connect(lambda _t: self._update_mode())
         self.offline_status: Any = None
+        self.demo_panel: DemoAccountsPanel | None = None
         self._update_mode()
         self.username.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def show_demo_accounts(self, accounts: Sequence[DemoAccount]) -> None:
+        """Demo clinic only: list the demo accounts below the card (see DemoAccountsPanel)."""
+        self.demo_panel = DemoAccountsPanel(accounts)
+        self.demo_panel.chosen.connect(self.fill_demo_account)
+        self.demo_panel.setMaximumWidth(self.card.maximumWidth())
+        self.column.addSpacing(16)
+        self.column.addWidget(self.demo_panel)
+
+    def fill_demo_account(self, account: DemoAccount) -> None:
+        self.username.setText(account.username)
+        self.password.setText(account.password)
+        self.otp.setText(account.current_code())
+        self.error_label.clear()
+        self._update_mode()
+        self.sign_in_button.setFocus()
 
     def _show_server(self, url: str | None) -> None:
         self.server_label.setText(f"Server: {url}" if url else "No server configured")

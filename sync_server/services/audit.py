@@ -17,12 +17,14 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, event, insert
 from sqlalchemy.orm import Session
 
+from sync_server.db.engine import make_engine
 from sync_server.db.identity_models import AuditEventRow
 from sync_server.services.audit_chain import HEAD_MAC_PURPOSE, seal
 from sync_server.services.context import RequestContext
@@ -40,6 +42,25 @@ _INSERT = insert(cast(Table, AuditEventRow.__table__))
 def engine_of(session: Session) -> Engine:
     bind = session.get_bind()
     return bind.engine
+
+
+_failure_engines: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_failure_engines_lock = threading.Lock()
+
+
+def _failure_engine(engine: Engine) -> Engine:
+    """A small pool of its own for denial and failure records.
+
+    Those are written while the request still holds its connection. Drawn from
+    the request pool, a burst of failing requests would each hold one connection
+    and wait for a second: the pool runs dry and they all time out together.
+    """
+    with _failure_engines_lock:
+        own = _failure_engines.get(engine)
+        if own is None:
+            url = engine.url.render_as_string(hide_password=False)
+            own = _failure_engines[engine] = make_engine(url, pool_size=4)
+        return own
 
 
 class ChainedAuditSink:
@@ -65,7 +86,7 @@ class ChainedAuditSink:
             self._insert(session, row)
             return
         # The request's transaction may roll back: keep the denial or failure anyway.
-        with Session(engine_of(session)) as own:
+        with Session(_failure_engine(engine_of(session))) as own:
             self._insert(own, row)
             own.commit()
 

@@ -2,15 +2,23 @@
 
 Three users on the seeded sites: a physician at every site, a nurse at one
 satellite, front desk at the main clinic, all with one demo password. Their
-TOTP secrets and the password go to a file in the data directory (mode 0600),
-never to the terminal; the command prints only where the file is.
+TOTP secrets and the password go to a JSON file in the data directory (mode
+0600), never to the terminal log. `ehr-server demo-otp` and the desktop's demo
+panel (`ehr-desktop --demo-accounts FILE`) read it:
+
+    {"demo": true, "password": "...",
+     "accounts": [{"username": "...", "roles": ["..."], "totp_secret": "BASE32",
+                   "otpauth_uri": "otpauth://..."}]}
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
+import pyotp
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -19,7 +27,7 @@ from sync_server.services import users
 from sync_server.services.identity import IdentityRuntime
 
 DEMO_PASSWORD = "Riverside-Demo-2026!"  # noqa: S105  (demo accounts only, written to the data dir)
-ACCOUNTS_FILE = "demo-accounts.txt"
+ACCOUNTS_FILE = "demo-accounts.json"
 
 
 def create_demo_accounts(session: Session, runtime: IdentityRuntime, data_dir: Path) -> Path | None:
@@ -42,17 +50,43 @@ def create_demo_accounts(session: Session, runtime: IdentityRuntime, data_dir: P
         ("demo.nurse", ["nurse"], locations[1:2] or locations[:1]),
         ("demo.frontdesk", ["front_desk"], locations[:1]),
     ]
-    lines = [f"Demo accounts (password for all: {DEMO_PASSWORD})", ""]
+    accounts: list[dict[str, Any]] = []
     for username, roles, sites in plan:
         _, enrolment = users.create_user(
             session, runtime.keys, runtime.security, username=username,
             password=DEMO_PASSWORD, roles=roles, location_ids=sites,
         )  # fmt: skip
-        lines += [f"{username} ({', '.join(roles)})", f"  TOTP secret: {enrolment.secret}",
-                  f"  {enrolment.otpauth_uri}", ""]  # fmt: skip
+        accounts.append({"username": username, "roles": roles, "totp_secret": enrolment.secret,
+                         "otpauth_uri": enrolment.otpauth_uri})  # fmt: skip
     path = data_dir / ACCOUNTS_FILE
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write("\n".join(lines))
+        json.dump({"demo": True, "password": DEMO_PASSWORD, "accounts": accounts}, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
     return path
+
+
+class NotADemoDataDir(Exception):
+    """The data directory holds no demo accounts file: it is not a demo clinic."""
+
+
+def read_demo_accounts(data_dir: Path) -> dict[str, Any]:
+    """The demo accounts file of `data_dir`, or NotADemoDataDir."""
+    path = data_dir / ACCOUNTS_FILE
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NotADemoDataDir(f"{data_dir} holds no readable {ACCOUNTS_FILE}") from exc
+    if not isinstance(content, dict) or content.get("demo") is not True:
+        raise NotADemoDataDir(f"{path} is not a demo accounts file")
+    return content
+
+
+def current_code(data_dir: Path, username: str) -> str:
+    """The demo user's TOTP code for now (KeyError for a user not in the demo file)."""
+    for account in read_demo_accounts(data_dir)["accounts"]:
+        if account["username"] == username:
+            return pyotp.TOTP(account["totp_secret"]).now()
+    raise KeyError(username)

@@ -115,7 +115,7 @@ class LoadResult:
 
 def _server_pids(port: int) -> list[int]:
     """The `serve --port PORT` process and its children (uvicorn workers)."""
-    pids = []
+    pids: list[int] = []
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
@@ -123,7 +123,7 @@ def _server_pids(port: int) -> list[int]:
             continue
         if b"serve" in cmdline and str(port).encode() in cmdline and proc.name.isdigit():
             pids.append(int(proc.name))
-    children = []
+    children: list[int] = []
     for pid in pids:
         try:
             tasks = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

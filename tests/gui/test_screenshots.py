@@ -11,11 +11,13 @@ import uuid
 from pathlib import Path
 
 import orjson
+import pyotp
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from desktop.app import load_style_sheet
+from desktop.services.demo_accounts import DemoAccount
 from desktop.store import conflicts
 from desktop.ui.break_glass import BreakGlassDialog
 from desktop.ui.chart.chart_tab import ChartTab
@@ -76,9 +78,16 @@ def test_every_main_screen(qtbot, ui, workstation, fresh_profile, password, show
     window = MainWindow(ui)
     window.resize(1360, 860)
     show_active(window)
+    # As `ehr-server demo` opens it: the demo clinic's accounts below the sign-in card.
+    demo_users = [("demo.physician", "physician"), ("demo.nurse", "nurse"),
+                  ("demo.frontdesk", "front_desk")]  # fmt: skip
+    window.signin.show_demo_accounts(
+        [DemoAccount(u, (r,), "Riverside-Demo-2026!", pyotp.random_base32()) for u, r in demo_users]
+    )
 
     qtbot.keyClicks(window.signin.username, "nurse.joy")
     qtbot.waitUntil(lambda: "offline" in window.signin.mode_label.text(), timeout=WAIT)
+    assert window.signin.demo_panel is not None and window.signin.demo_panel.isVisible()
     save(window, "01-sign-in")
     qtbot.keyClicks(window.signin.password, password)
     qtbot.keyClick(window.signin.password, Qt.Key.Key_Return)

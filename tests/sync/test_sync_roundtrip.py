@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session
 from desktop.services.workstation import Workstation
 from desktop.store import conflicts, outbox, sync_state
 from desktop.sync import engine
-from desktop.sync.progress import SyncProgress, read_status
+from desktop.sync.progress import SyncProgress, SyncReport, read_status
+from desktop.sync.push import encode_push
 from desktop.sync.retry import RetryPolicy
 from shared_models.errors import NetworkUnavailable
 
@@ -194,7 +195,7 @@ def test_a_push_answered_but_not_stored_is_not_applied_twice(
     goal_id = charts.goal_ids[5]
     _edit(ws_a, "Goal", goal_id, description={"text": "Sent twice"})
     before = version_counts(secure_server.engine, "Goal")[goal_id]
-    body = engine.encode_push(ws_a.workstation_id, ws_a.list_pending_changes())
+    body = encode_push(ws_a.workstation_id, ws_a.list_pending_changes())
     first = orjson.loads(ws_a._authed_api().sync_push(body))
     report = ws_a.sync()  # sends the same changes again
     assert report.applied == 1 and ws_a.list_pending_changes() == []
@@ -317,7 +318,7 @@ def test_a_chart_with_an_unsynced_change_goes_to_review_not_to_the_bin(
     goal_id = _goal_of(ws_a, leaving)
     _move_away(secure_server.engine, [leaving])
     change_id = _edit(ws_a, "Goal", goal_id, note=[{"text": "not on the server yet"}])
-    report = engine.SyncReport()
+    report = SyncReport()
     call = lambda fn: fn()  # noqa: E731 - no retries needed on loopback
     engine._pull(ws_a._db(), ws_a._authed_api(), call, SyncProgress(), report, 100)
     assert report.held_for_review == [leaving]
