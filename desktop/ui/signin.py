@@ -115,11 +115,19 @@ class SignInScreen(QWidget):
         title.setProperty("role", "title")
         self.server_label = QLabel()
         self.server_label.setProperty("role", "hint")
-        Op(self, lambda ws: ws.server_url, name="server-url").success(
-            lambda url: self.server_label.setText(
-                f"Server: {url}" if url else "No server configured"
-            )
-        ).failure(lambda _e: None).run(ctx)
+        # Deferred to the event loop: `ehr-desktop` queues the profile's opening on the
+        # one store thread right after building this screen, and an op queued before
+        # that would wait on the store thread for it forever.
+        QTimer.singleShot(
+            0,
+            self,
+            lambda: (
+                Op(self, lambda ws: ws.server_url, name="server-url")
+                .success(self._show_server)
+                .failure(lambda _e: None)
+                .run(ctx)
+            ),
+        )
         self.username = QLineEdit()
         self.username.setObjectName("username")
         self.password = QLineEdit()

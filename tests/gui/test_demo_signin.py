@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -112,3 +113,23 @@ def test_a_file_that_is_not_a_demo_file_shows_a_clear_message(
     window = window_for(not_demo)
     assert window.signin.demo_panel is None
     assert "not a demo accounts file" in window.signin.error_label.text()
+
+
+def test_the_sign_in_screen_does_not_wait_forever_on_a_profile_still_opening(
+    qtbot: QtBot, fresh_profile: Any
+) -> None:
+    """As `ehr-desktop` starts: window first, then the profile opens on the store thread."""
+    from desktop_store_helpers import FAST_KDF  # on the path the GUI conftest sets
+
+    window, ctx = build_main_window(None)
+    qtbot.addWidget(window)
+    server = "http://127.0.0.1:9"
+    ctx.runner.open_workstation(
+        lambda: Workstation.open(fresh_profile.path, server, kdf=FAST_KDF), lambda _f: None
+    )
+    try:
+        qtbot.waitUntil(lambda: server in window.signin.server_label.text(), timeout=WAIT)
+    finally:
+        ctx.shutdown()
+        if ctx.runner.workstation is not None:
+            ctx.runner.workstation.close()
