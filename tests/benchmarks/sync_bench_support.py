@@ -26,6 +26,7 @@ from sync_server.services import users
 from sync_server.services.context import RequestContext
 from sync_server.services.fhir_repository import FhirRepository
 from sync_server.services.identity import build_runtime
+from sync_server.services.login_policy import SecuritySettings
 from sync_server.services.system_access import SystemAudit, SystemGuard
 
 WORKSTATIONS = 4
@@ -58,10 +59,13 @@ def served(
     data_dir = tmp_path_factory.mktemp("bench-data")
     env = {**os.environ, "DATABASE_URL": url, "EHR_DATA_DIR": str(data_dir),
            "EHR_SERVER_SECRET": SECRET}  # fmt: skip
-    os.environ["EHR_SERVER_SECRET"] = SECRET
     engine = make_engine(url)
     migrate(engine)
-    runtime = build_runtime(Settings(database_url=url, data_dir=data_dir))
+    # The same secret as the server process: passed explicitly, because the
+    # process-wide security settings may have been read before this module ran.
+    runtime = build_runtime(
+        Settings(database_url=url, data_dir=data_dir), SecuritySettings(server_secret=SECRET)
+    )
     patients = [str(uuid.uuid4()) for _ in range(WORKSTATIONS)]
     with Session(engine) as session:
         repo = FhirRepository(
