@@ -114,10 +114,25 @@ def make_deb(build: Path, out: Path, version: str, staging: Path) -> Path:
     return deb
 
 
+def _normalised(distribution: str) -> str:
+    return distribution.lower().replace("_", "-").replace(".", "-")
+
+
 def bundled_requirements(modules_file: Path) -> list[str]:
-    """`name==version` of every installed distribution whose modules the build bundles."""
+    """`name==version` of every third-party distribution whose modules the build bundles.
+
+    The product's own distribution (installed editable, it owns `desktop` and
+    `shared_models`) is the SBOM's root component, not one of its requirements.
+    """
     owners = importlib.metadata.packages_distributions()
-    names = {dist for module in modules_file.read_text().split() for dist in owners.get(module, [])}
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        own = _normalised(tomllib.load(fh)["project"]["name"])
+    names = {
+        dist
+        for module in modules_file.read_text().split()
+        for dist in owners.get(module, [])
+        if _normalised(dist) != own
+    }
     return sorted(f"{name}=={importlib.metadata.version(name)}" for name in names)
 
 
