@@ -103,14 +103,19 @@ def put_many(
     Batched with `executemany` per table: this is the sync pull's hot path.
     Returns each resource's patient id.
     """
-    existing = _existing(conn, [(r["resourceType"], r["id"]) for r, _, _ in items])
+    keys = [(r["resourceType"], r["id"]) for r, _, _ in items]
+    existing = _existing(conn, keys)
+    #: A batch may carry several versions of one resource: the last one is current.
+    last = {key: position for position, key in enumerate(keys)}
     rows: list[tuple[Any, ...]] = []
     index = _IndexRows()
     patient_ids: list[str | None] = []
-    for resource, raw_json, version_id in items:
-        rtype, rid = resource["resourceType"], resource["id"]
+    for position, (resource, raw_json, version_id) in enumerate(items):
+        rtype, rid = keys[position]
         patient_id = indexing.patient_of(resource)
         patient_ids.append(patient_id)
+        if last[(rtype, rid)] != position:
+            continue
         rows.append((rtype, rid, version_id, patient_id, raw_json, int(dirty)))
         if (rtype, rid) in existing:
             drop_index_rows(conn, rtype, rid)

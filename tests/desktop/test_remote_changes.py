@@ -48,6 +48,18 @@ def test_page_and_cursor_commit_together(db: ChartDatabase) -> None:
     assert [p.patient_id for p in resources.patients_by_name_prefixes(conn, ["oka"], 5)] == ["p1"]
 
 
+def test_two_versions_of_one_resource_in_a_page_keep_the_later(db: ChartDatabase) -> None:
+    page = [RemoteChange.from_wire(wire(patient("p1", "Okafor"), 1)),
+            RemoteChange.from_wire(wire(patient("p1", "Okafor-Lind"), 2))]  # fmt: skip
+    apply_remote_page(db, page, "cursor-3")
+    conn = db.connection()
+    stored = resources.get(conn, "Patient", "p1")
+    assert stored is not None and stored.version_id == 2
+    assert orjson.loads(stored.json)["name"][0]["family"] == "Okafor-Lind"
+    found = resources.patients_by_name_prefixes(conn, ["oka"], 5)
+    assert [p.patient_id for p in found] == ["p1"]
+
+
 def test_a_failing_page_changes_nothing(db: ChartDatabase) -> None:
     apply_remote_page(db, [RemoteChange.from_wire(wire(patient("p1", "Okafor"), 1))], "c1")
     broken = RemoteChange("Patient", "p2", 1, resource_json=b"{not json")
