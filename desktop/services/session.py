@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from desktop.store import token_store
+from desktop.store import clock_guard, token_store
 from desktop.store.database import ChartDatabase
 from desktop.store.errors import (
     DatabaseDamaged,
@@ -104,6 +104,8 @@ class Session:
         )
         unlocked = self.keys.unlock_after_online_sign_in(password, claims)
         notice = self._start(unlocked)
+        with self.require_db().transaction() as conn:
+            clock_guard.reset(conn, datetime.now(UTC))
         return SignInResult(
             login.user, True, login.policy, claims.offline_until, notice or unlocked.notice
         )
@@ -115,6 +117,11 @@ class Session:
         self._check_window(unlocked.claims)
         self.end()
         notice = self._start(unlocked)
+        try:
+            self._check_clock(unlocked.claims)
+        except NoOfflineSignIn:
+            self.end()
+            raise
         claims = unlocked.claims
         return SignInResult(
             _user_of(claims), False, _policy_of(claims), claims.offline_until, notice
@@ -132,14 +139,33 @@ class Session:
         return OfflineSignInStatus(True, "", claims.offline_until)
 
     @staticmethod
-    def _check_window(claims: SlotClaims) -> None:
+    def _check_window(claims: SlotClaims, now: datetime | None = None) -> None:
         until = claims.offline_until
-        if until < datetime.now(UTC):
+        if until < (now or datetime.now(UTC)):
             raise NoOfflineSignIn(
                 "offline window expired",
                 user_message=f"Offline sign-in on this workstation ended on {until:%d %b %Y}. "
                 "Sign in online (with your code) to continue.",
             )
+
+    def _check_clock(self, claims: SlotClaims) -> None:
+        """Refuse an offline sign-in when the clock was set back; else remember the time.
+
+        The window is checked against the later of the clock and the latest time
+        this database has seen, so setting the clock back cannot stretch it.
+        """
+        now = datetime.now(UTC)
+        with self.require_db().transaction() as conn:
+            seen = clock_guard.set_back(conn, now)
+            if seen is not None:
+                raise NoOfflineSignIn(
+                    "workstation clock set back",
+                    user_message="This workstation's clock is earlier than the last time it was "
+                    f"used ({seen:%d %b %Y %H:%M} UTC). Offline sign-in stays off until the "
+                    "clock is corrected: call IT support, or sign in online.",
+                )
+            self._check_window(claims, max(now, clock_guard.high_water(conn) or now))
+            clock_guard.observe(conn, now)
 
     def _start(self, unlocked: UnlockedKeys) -> str | None:
         """Open the database under the unlocked key; a damaged file is set aside."""
@@ -190,7 +216,11 @@ class Session:
 
     def lock(self) -> None:
         if self.db is not None:
-            self.db.close()
+            try:
+                with self.db.transaction() as conn:
+                    clock_guard.observe(conn, datetime.now(UTC))
+            finally:  # the key is dropped even if the note of the time could not be written
+                self.db.close()
             self.db = None
         self._profile_key = None
 
@@ -201,6 +231,11 @@ class Session:
             return
         unlocked = self.keys.unlock_offline(self.claims.username, password)
         self._start(unlocked)
+        try:
+            self._check_clock(unlocked.claims)
+        except NoOfflineSignIn:
+            self.lock()
+            raise
 
     def end(self) -> None:
         """Sign out: lock and forget the user."""
