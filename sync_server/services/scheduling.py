@@ -243,7 +243,8 @@ def _free_slot(repo: FhirRepository, slot_id: str) -> dict[str, Any]:
     Takes the slot's lock for the rest of the transaction first (the key the sync
     push's `SlotBookings` uses), so concurrent bookings of one slot queue here and
     the later ones are refused by this check, before anything is written. The
-    database constraint stays the guarantee; this keeps the losers cheap.
+    database constraint stays the guarantee; this keeps the losers cheap. Callers
+    run it through `repo.run_unit`, so a refusal is audited as a failed write.
     """
     repo._conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('slot:' || %s, 0))", (slot_id,)
@@ -291,7 +292,7 @@ def book(
     """Book `slot_id` for the patient: the Appointment and the busy Slot in one transaction."""
     if not repo.existing_keys([("Patient", patient_id)]):
         raise NotFound("Patient not found")
-    slot = _free_slot(repo, slot_id)
+    slot = repo.run_unit("create", "Appointment", lambda: _free_slot(repo, slot_id))
     schedule_id = _reference_id((slot.get("schedule") or {}).get("reference"), "Schedule")
     schedule = repo.read("Schedule", schedule_id).resource()
     appointment = appointment_for_slot(
@@ -308,7 +309,7 @@ def reschedule(*, repo: FhirRepository, appointment_id: str, slot_id: str) -> St
     """Move the appointment into another free slot (a new version of the same Appointment)."""
     stored = repo.read("Appointment", appointment_id)
     appointment = stored.resource()
-    slot = _free_slot(repo, slot_id)
+    slot = repo.run_unit("update", "Appointment", lambda: _free_slot(repo, slot_id))
     schedule_id = _reference_id((slot.get("schedule") or {}).get("reference"), "Schedule")
     moved = moved_to_slot(appointment, slot, repo.read("Schedule", schedule_id).resource())
     return _write_appointment(

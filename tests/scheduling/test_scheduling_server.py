@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from identity_support import system_repository
+from identity_support import audit_rows, system_repository
 from scheduling_support import SchedulingClient, SchedulingClinic, next_monday
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -144,6 +144,10 @@ def test_book_marks_the_slot_busy_and_a_second_booking_gets_alternatives(
     alternatives = outcome["contained"]
     assert len(alternatives) == 3 and slot["id"] not in {a["id"] for a in alternatives}
     assert all(a["status"] == "free" for a in alternatives)
+    refusals = audit_rows(
+        secure_server, action="create", outcome="failure", resource_type="Appointment"
+    )
+    assert any(r["detail"]["error"] == "SlotUnavailable" for r in refusals)
     booked = _db(
         secure_server, "SELECT appointment_id FROM slot_bookings WHERE slot_id = :s", s=slot["id"]
     )
