@@ -22,8 +22,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from desktop.cli import default_profile_dir
-from desktop.config import load_config
-from desktop.ui.context import UiContext, resources_dir
+from desktop.config import load_config, resources_dir
+from desktop.ui.context import UiContext
 from desktop.ui.errors import message_for
 from desktop.ui.main_window import MainWindow
 from shared_models.errors import ClinicError

@@ -5,6 +5,7 @@
     ehr-desktop status --profile DIR [sign-in flags]      profile and sync state
     ehr-desktop rekey  --profile DIR  sign-in flags       rotate the database key
     ehr-desktop sync   --profile DIR  sign-in flags       (added by the sync engine)
+    ehr-desktop check-update [--server URL]               fetch and verify a newer build
 
 Sign-in flags: `--user U --password-stdin [--otp CODE]`; with `--otp` the
 sign-in is online, without it offline where the policy allows. The password
@@ -114,6 +115,26 @@ def cmd_rekey(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_update(args: argparse.Namespace) -> int:
+    """Refresh the signed update metadata; download and verify a newer build if offered."""
+    from desktop import __version__
+    from desktop.config import load_config
+    from desktop.updates import UpdateRefused, installed_checker
+
+    config = load_config(cli_overrides={"server_url": args.server})
+    try:
+        result = installed_checker(config, args.channel).check_and_download()
+    except UpdateRefused as exc:
+        print(f"{exc.user_message}\nreason: {exc.detail}", file=sys.stderr)
+        return EXIT_ERROR
+    if result is None:
+        print(f"up to date: {__version__}")
+        return 0
+    update, path = result
+    print(f"update {update.version} downloaded and verified ({update.length} bytes): {path}")
+    return 0
+
+
 def _register_sync(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`ehr-desktop sync`: provided by the sync engine as `desktop.sync.cli.register`.
 
@@ -146,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     rekey = sub.add_parser("rekey", help="rotate the database key (PRAGMA rekey)")
     _add_profile_args(rekey, sign_in_required=True)
     rekey.set_defaults(handler=cmd_rekey)
+    check = sub.add_parser("check-update", help="fetch and verify a newer signed build (TUF)")
+    check.add_argument("--server", help="server base URL (default: the workstation config)")
+    check.add_argument("--channel", default="stable", help="release channel (default: stable)")
+    check.set_defaults(handler=cmd_check_update)
     _register_sync(sub)
     return parser
 

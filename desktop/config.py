@@ -94,6 +94,14 @@ class DesktopConfig:
 SETTING_NAMES = tuple(f.name for f in fields(DesktopConfig) if f.name != "user_may_override")
 
 
+def resources_dir() -> Path:
+    """`resources/` beside the packages (or EHR_RESOURCES_DIR in a frozen build)."""
+    override = os.environ.get("EHR_RESOURCES_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[1] / "resources"
+
+
 def _parse_values(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(SETTING_NAMES))
     if unknown:

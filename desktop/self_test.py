@@ -96,7 +96,7 @@ def _load_resource(path: Path) -> None:
 
 
 def check_resources() -> str:
-    from desktop.ui.context import resources_dir
+    from desktop.config import resources_dir
 
     directory = resources_dir()
     files = sorted(p for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else []

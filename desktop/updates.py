@@ -24,17 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import platformdirs
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient.config import UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
-from desktop.config import DesktopConfig
+from desktop import __version__
+from desktop.config import DesktopConfig, resources_dir
 from shared_models.errors import ClinicError, NetworkUnavailable
 
 log = logging.getLogger(__name__)
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+#: The update repository's root metadata, bundled into builds by
+#: `packaging/build_desktop.py --tuf-root`: the keys this workstation trusts.
+TRUSTED_ROOT_RESOURCE = "update-root.json"
 
 
 class UpdateRefused(ClinicError):
@@ -189,6 +195,20 @@ class UpdateChecker:
         if info is None:
             raise UpdateRefused(f"build {version} is not in the signed targets")
         return AvailableUpdate(version, target_path, info.length, info.hashes["sha256"])
+
+
+def installed_checker(config: DesktopConfig, channel: str = "stable") -> UpdateChecker:
+    """The checker of this installation: its bundled root, its version, the user's cache."""
+    try:
+        trusted_root = (resources_dir() / TRUSTED_ROOT_RESOURCE).read_bytes()
+    except FileNotFoundError:
+        raise UpdateRefused(
+            "this build carries no trusted update root",
+            user_message="This installation cannot check for updates (it was built without "
+            "the update key). IT installs updates on this workstation.",
+        ) from None
+    state_dir = Path(platformdirs.user_data_dir("ehr-desktop", appauthor=False)) / "updates"
+    return UpdateChecker(config, state_dir, trusted_root, __version__, channel)
 
 
 def _describe(exc: tuf_errors.RepositoryError) -> str:

@@ -5,23 +5,13 @@ Passed in explicitly (no module-global main window reached from everywhere).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject
 
 from desktop.ui.errors import ErrorPresenter
 from desktop.ui.ops import ChangeBus, TaskRunner
-
-
-def resources_dir() -> Path:
-    """`resources/` beside the packages (or EHR_RESOURCES_DIR in a frozen build)."""
-    override = os.environ.get("EHR_RESOURCES_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "resources"
 
 
 @dataclass

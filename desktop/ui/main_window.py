@@ -33,6 +33,7 @@ from desktop.ui.schedule.page import SchedulePage
 from desktop.ui.schedule_today import TodaySchedule
 from desktop.ui.signin import SignInScreen
 from desktop.ui.status_bar import SyncStatusBar
+from desktop.ui.update_check import UpdateCheck
 from desktop.ui.worklist import Worklist
 
 IDLE_CHECK_MS = 20_000
@@ -137,6 +138,8 @@ class MainWindow(QMainWindow):
         sync = bar.addMenu("S&ync")
         self._action(sync, "&Sync now", "F5", self.status.sync)
         self._action(sync, "&Worklist and conflicts", "Ctrl+Shift+W", self.show_worklist)
+        self.update_check = UpdateCheck(self, self.ctx)
+        bar.addMenu("&Help").addAction("Check for &updates…", self.update_check.run)
         self._enable_session_actions(False)
 
     def _enable_session_actions(self, enabled: bool) -> None:

@@ -16,10 +16,11 @@ import keyring
 import pytest
 from keyrings.alt.file import PlaintextKeyring
 
+from desktop.config import resources_dir
 from desktop.services.chart import VitalReading, VitalValue
 from desktop.services.notes import NoteTemplate, load_templates, new_draft, sign
 from desktop.services.workstation import Workstation
-from desktop.ui.context import UiContext, resources_dir
+from desktop.ui.context import UiContext
 from shared_models.fhir_constants import LOINC
 from shared_models.vitals import VITAL_SIGNS, vital_key_for_loinc, vitals_observations
 

@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import pytest
 
+from desktop.config import resources_dir
 from desktop.services.clinical_edits import (
     allergy_entered_in_error,
     discontinue_medication,
@@ -28,7 +29,6 @@ from desktop.services.notes import (
 )
 from desktop.services.vitals import build_flowsheet, latest_values, trend_series
 from desktop.store.conflicts import ConflictRecord
-from desktop.ui.context import resources_dir
 from shared_models.fhir_validation import validate_resource
 
 

@@ -6,11 +6,16 @@ wrongly-signed and older updates are refused with the reason.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -18,8 +23,9 @@ from live_http import TlsMaterial, make_tls_material, serve_in_thread
 from securesystemslib.signer import CryptoSigner
 from tuf_publish import init_repository, publish_build, refresh_timestamp
 
+import desktop
 from desktop.config import DesktopConfig
-from desktop.updates import UpdateChecker, UpdateRefused
+from desktop.updates import TRUSTED_ROOT_RESOURCE, UpdateChecker, UpdateRefused
 from shared_models.errors import NetworkUnavailable
 from sync_server.api.updates import updates_router
 
@@ -127,3 +133,79 @@ def test_update_routes_do_not_serve_files_outside_the_repository(site: UpdateSit
         assert client.get(f"{base}/metadata/..%2F..%2Fkeys%2Froot.pem").status_code == 404
         assert client.get(f"{base}/targets/..%2F..%2Fkeys%2Ftargets.pem").status_code == 404
         assert client.get(f"{base}/metadata/keys.json").status_code == 404
+
+
+def test_running_version_is_the_project_version() -> None:
+    """Updates compare against `desktop.__version__`: it must be what the build is called."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    assert desktop.__version__ == tomllib.loads(pyproject.read_text())["project"]["version"]
+
+
+def _cli_env(site: UpdateSite, tmp_path: Path, resources: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "EHR_RESOURCES_DIR": str(resources),
+        "EHR_DESKTOP_CONFIG": str(tmp_path / "no-system-config.toml"),
+        "EHR_DESKTOP_USER_CONFIG": str(tmp_path / "no-user-config.toml"),
+        "EHR_DESKTOP_CA_BUNDLE": str(site.config.ca_bundle),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+
+
+def test_check_update_command_downloads_a_verified_build(site: UpdateSite, tmp_path: Path) -> None:
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    (resources / TRUSTED_ROOT_RESOURCE).write_bytes(site.root)
+    command = [sys.executable, "-m", "desktop.cli", "check-update"]
+    env = _cli_env(site, tmp_path, resources)
+    found = subprocess.run(
+        [*command, "--server", str(site.config.server_url)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "update 0.2.0 downloaded and verified" in found.stdout
+    saved = Path(found.stdout.strip().rsplit(": ", 1)[1])
+    assert saved.read_bytes() == site.build.read_bytes()
+    assert saved.is_relative_to(tmp_path / "data")
+
+    (resources / TRUSTED_ROOT_RESOURCE).unlink()
+    refused = subprocess.run(
+        [*command, "--server", str(site.config.server_url)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 3
+    assert "cannot check for updates" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.gui
+def test_help_menu_check_reports_the_verified_update_and_refusals(
+    qtbot: Any, site: UpdateSite
+) -> None:
+    from PySide6.QtWidgets import QMessageBox, QWidget
+
+    from desktop.ui.context import UiContext
+    from desktop.ui.update_check import UpdateCheck
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    ctx = UiContext.create(None, window)
+    ctx.runner.open_workstation(lambda: None, lambda _future: None)  # the check needs no profile
+    try:
+        versions = iter(["0.1.0", "0.2.0", "0.3.0"])
+        check = UpdateCheck(window, ctx, lambda: site.checker(next(versions)))
+        answers = []
+        for _ in range(3):
+            check.run()
+            qtbot.waitUntil(lambda: check.box is not None and check.box.isVisible(), timeout=30000)
+            assert check.box is not None
+            answers.append((check.box.icon(), check.box.text()))
+            check.box.close()
+            check.box = None
+    finally:
+        ctx.shutdown()
+    assert answers[0][0] == QMessageBox.Icon.Information and "Version 0.2.0" in answers[0][1]
+    assert "security checks" in answers[0][1] and "IT support" in answers[0][1]
+    assert "latest version" in answers[1][1]
+    assert answers[2][0] == QMessageBox.Icon.Warning
+    assert "failed its security checks" in answers[2][1]

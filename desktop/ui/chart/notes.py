@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.config import resources_dir
 from desktop.services.chart import NoteItem
 from desktop.services.notes import (
     NoteTemplate,
@@ -37,7 +38,7 @@ from desktop.services.notes import (
     update_draft,
 )
 from desktop.ui.chart.edits import change_existing, save_new
-from desktop.ui.context import UiContext, resources_dir
+from desktop.ui.context import UiContext
 from desktop.ui.ops import Op
 from desktop.ui.record_table import Column, RecordTableModel, make_table_view
 
