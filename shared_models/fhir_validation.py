@@ -1,7 +1,9 @@
 """Validate FHIR R4 JSON with the `fhir.resources` R4B models.
 
 Errors name the element (`Patient.name[0].given`) and never echo the submitted
-value, so an OperationOutcome built from them carries no PHI.
+value, so an OperationOutcome built from them carries no PHI. A resource first
+meets the compiled schema check of `fhir_schema` (about 15x cheaper); only one
+that fails it goes through the pydantic models, which give the verdict.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from shared_models.errors import ValidationFailed
+from shared_models.fhir_schema import fast_validator, passes_fast_check
 
 #: The resource types the product stores and exchanges (DESIGN.md).
 SUPPORTED_TYPES: frozenset[str] = frozenset(
@@ -92,6 +95,8 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> str:
             "unsupported resource type",
             issues=[("resourceType", f"Resource type {resource_type} is not supported")],
         )
+    if passes_fast_check(resource, resource_type):
+        return resource_type
     try:
         _model(resource_type).model_validate(resource)
     except ValidationError as exc:
@@ -101,3 +106,13 @@ def validate_resource(resource: Any, expected_type: str | None = None) -> str:
         ]
         raise ValidationFailed(f"{resource_type} is not valid", issues=issues) from None
     return resource_type
+
+
+def warm_validators() -> None:
+    """Build the fast check of every supported type now (about 2 s of CPU in all).
+
+    Otherwise each type's first resource pays for its own build, inside
+    whichever request or sync push brings it.
+    """
+    for resource_type in sorted(SUPPORTED_TYPES):
+        fast_validator(resource_type)

@@ -193,6 +193,31 @@ def _rewrite_references(
     return errors
 
 
+def resolve_conditional_references(
+    repo: FhirRepository, resource: dict[str, Any], known: dict[str, str]
+) -> None:
+    """Point a resource's `Type?identifier=...` references at their single match, in place.
+
+    For resources stored as they come (NDJSON, collection Bundles): Synthea's
+    Bulk Data export names practitioners, locations and organisations by
+    identifier, and only a resolved `Encounter.location` links the patient to
+    the care site. A reference that matches nothing (or several) stays as
+    written. `known` caches the matches already found.
+    """
+    for holder, _path in _references(resource, ""):
+        value: str = holder["reference"]
+        target_type, question, _query = value.partition("?")
+        if not question or value.startswith(("#", "urn:")) or "/" in target_type:
+            continue  # not `Type?query` (an absolute URL or a literal reference)
+        target = known.get(value)
+        if target is None:
+            target = _resolve_conditional_reference(repo, value)
+            if target is None:
+                continue
+            known[value] = target
+        holder["reference"] = target
+
+
 def _resolve_conditional_reference(repo: FhirRepository, value: str) -> str | None:
     """`Type?identifier=s|v` -> `Type/id` of its single match (None for none or several)."""
     target_type, _, query = value.partition("?")

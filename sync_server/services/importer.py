@@ -1,18 +1,21 @@
 """Load FHIR data files: Bundles (transaction, batch, collection, searchset) and NDJSON.
 
-Every resource goes through the FHIR repository (validated once there, versioned,
-indexed). Transaction and batch Bundles run exactly as if posted to the API.
-Collection and searchset Bundles, and NDJSON (Bulk Data export) lines, are
-written with their own ids (PUT semantics) in batches of `batch_size`, each
-committed on its own; a batch with a bad line is retried line by line so only
-that line is refused. With `workers` > 1 the batches are validated and written
-by that many processes at once (validation is the dominant cost: about
-0.3-0.8 ms per resource). Reports carry counts and line numbers, never content.
+Transaction and batch Bundles run exactly as if posted to the API (through the
+FHIR repository). Collection and searchset Bundles, and NDJSON (Bulk Data
+export) lines, are written with their own ids (PUT semantics) in batches of
+`batch_size` by `bulk_load`: each line validated on its own (a bad line is
+refused alone), the rest stored set-based and committed together; the rows
+stored are those the repository would store. With `workers` > 1 the batches
+are validated and written by that many processes at once. Conditional
+references (`Location?identifier=...`, as Synthea's Bulk Data export writes
+them) are pointed at their single match, with the files of referenced types
+loaded first. Reports carry counts and line numbers, never content.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,19 +25,24 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared_models.errors import ClinicError
+from shared_models.fhir_schema import fast_validator
+from shared_models.fhir_validation import SUPPORTED_TYPES
 from sync_server.db.engine import make_engine, make_sessionmaker
-from sync_server.services.bundles import process_bundle
+from sync_server.services.bulk_load import BulkItem, load, prepare
+from sync_server.services.bundles import process_bundle, resolve_conditional_references
 from sync_server.services.context import AccessGuard, AuditSink, RequestContext
 from sync_server.services.fhir_repository import FhirRepository, ResourceWrite, new_id
 
 Progress = Callable[[int], None]
 #: (file name, line or entry number, error type and element, never content)
 ImportError_ = tuple[str, int, str]
-Batch = list[tuple[int, ResourceWrite]]
+#: (line or entry number, the resource: NDJSON lines stay bytes until a worker parses them)
+Batch = list[tuple[int, Any]]
 
 
 @dataclass
@@ -64,20 +72,43 @@ class _Writer:
     def write(
         self, sessions: sessionmaker[Session], name: str, batch: Batch
     ) -> tuple[Counter[str], list[ImportError_]]:
-        """Write one batch (one commit); on a refusal, line by line. Returns counts, errors."""
+        """Write one batch: invalid lines refused, the rest bulk-loaded in one commit.
+
+        When the bulk load cannot take the batch (a resource twice in it, a
+        concurrent writer, a constraint), the batch goes through the repository
+        line by line instead. Returns counts and errors.
+        """
+        errors: list[ImportError_] = []
         with sessions() as session:
+            good: list[tuple[int, ResourceWrite]] = []
+            items: list[BulkItem] = []
+            lookups = FhirRepository(session, self.ctx, self.guard, self.audit)
+            for number, raw in batch:
+                write = _to_write(raw)
+                if isinstance(write, str):
+                    errors.append((name, number, write))
+                    continue
+                if write.resource is not None:
+                    resolve_conditional_references(lookups, write.resource, _resolved_references)
+                try:
+                    items.append(prepare(write))
+                    good.append((number, write))
+                except ClinicError as exc:
+                    errors.append((name, number, _describe(exc)))
+                    self.audit.record(
+                        session, self.ctx, action="write", outcome="failure",
+                        resource_type=write.resource_type, resource_id=write.id,
+                        detail={"error": type(exc).__name__},
+                    )  # fmt: skip
             try:
-                FhirRepository(session, self.ctx, self.guard, self.audit).write_many(
-                    [w for _, w in batch]
-                )
+                load(session, self.ctx, self.guard, self.audit, items)
                 session.commit()
-                return Counter(w.resource_type for _, w in batch), []
-            except ClinicError:
+                return Counter(i.type for i in items), errors
+            except (ClinicError, psycopg.Error):
                 session.rollback()
             counts: Counter[str] = Counter()
-            errors: list[ImportError_] = []
             repo = FhirRepository(session, self.ctx, self.guard, self.audit)
-            for number, write in batch:
+            for number, write in good:
                 try:
                     repo.write_many([write])
                     session.commit()
@@ -88,6 +119,31 @@ class _Writer:
             return counts, errors
 
 
+def _to_write(raw: Any) -> ResourceWrite | str:
+    """The write a line or entry asks for (PUT with its own id), or why there is none."""
+    if isinstance(raw, bytes):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return "not well-formed JSON"
+    if not isinstance(raw, dict) or not isinstance(raw.get("resourceType"), str):
+        return "no resourceType"
+    return ResourceWrite(raw["resourceType"], str(raw.get("id") or new_id()), raw)
+
+
+#: `Type?identifier=...` -> `Type/id`, found by earlier lines (per process: a worker has its own).
+_resolved_references: dict[str, str] = {}
+
+#: Files of these types are loaded first, in this order: other files' conditional
+#: references name them (an Encounter its Location, Practitioner and Organization).
+_REFERENCED_FIRST = ("Organization", "Location", "Practitioner", "PractitionerRole", "Patient")
+
+
+#: Forked workers start with every module this process has imported: a spawned one
+#: spends about 2 s of CPU importing them again. A forked worker never touches the
+#: connections it inherits (it opens its own, and leaves with os._exit, which closes
+#: nothing). Spawn where fork is not the platform's safe choice.
+_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 _worker_sessions: sessionmaker[Session] | None = None
 
 
@@ -121,15 +177,17 @@ class Importer:
         self._pool: ProcessPoolExecutor | None = None
         self._pending: list[Future[tuple[Counter[str], list[ImportError_]]]] = []
         if self.workers > 1:
+            if _START_METHOD == "fork":
+                _warm_validators(paths)
             url = self.engine.url.render_as_string(hide_password=False)
             self._pool = ProcessPoolExecutor(
                 self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=multiprocessing.get_context(_START_METHOD),
                 initializer=_start_worker,
                 initargs=(url,),
             )
         try:
-            for path in paths:
+            for path in sorted(paths, key=_load_rank):
                 self.summary.files += 1
                 if path.suffix == ".ndjson":
                     self._write_batches(path, self._ndjson_lines(path))
@@ -181,24 +239,18 @@ class Importer:
                 self.summary.errors.append((path.name, number, f"HTTP {status}"))
         self.progress(self.summary.resources)
 
-    def _ndjson_lines(self, path: Path) -> Iterator[tuple[int, Any]]:
+    @staticmethod
+    def _ndjson_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+        """Raw lines: parsed where they are validated (cheaper to send to a worker)."""
         with path.open("rb") as handle:
             for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield number, orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    self.summary.errors.append((path.name, number, "not well-formed JSON"))
+                if line.strip():
+                    yield number, line
 
     def _write_batches(self, path: Path, numbered: Iterator[tuple[int, Any]]) -> None:
         batch: Batch = []
         for number, resource in numbered:
-            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-                self.summary.errors.append((path.name, number, "no resourceType"))
-                continue
-            resource_id = str(resource.get("id") or new_id())
-            batch.append((number, ResourceWrite(resource["resourceType"], resource_id, resource)))
+            batch.append((number, resource))
             if len(batch) >= self.batch_size:
                 self._submit(path.name, batch)
                 batch = []
@@ -223,6 +275,32 @@ class Importer:
         self.summary.by_type.update(counts)
         self.summary.errors.extend(errors)
         self.progress(self.summary.resources)
+
+
+def _first_type(path: Path) -> str | None:
+    """The resource type on an NDJSON file's first line (a Bulk Data file holds one type)."""
+    first = next((raw for _, raw in Importer._ndjson_lines(path)), None)
+    write = _to_write(first) if first is not None else None
+    return write.resource_type if isinstance(write, ResourceWrite) else None
+
+
+def _load_rank(path: Path) -> int:
+    """NDJSON files of referenced types first; everything else keeps its order (stable sort)."""
+    if path.suffix != ".ndjson":
+        return len(_REFERENCED_FIRST)
+    kind = _first_type(path)
+    return _REFERENCED_FIRST.index(kind) if kind in _REFERENCED_FIRST else len(_REFERENCED_FIRST)
+
+
+def _warm_validators(paths: list[Path]) -> None:
+    """Compile the schema checks of the types the NDJSON files hold (their first
+    lines say) before workers are forked: built once here, not once per worker."""
+    for path in paths:
+        if path.suffix != ".ndjson":
+            continue
+        kind = _first_type(path)
+        if kind in SUPPORTED_TYPES:
+            fast_validator(kind)
 
 
 def _describe(exc: ClinicError) -> str:

@@ -12,12 +12,33 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 Kind = Literal["token", "string", "date", "reference", "quantity"]
+
+
+#: One step of an element path: the key, and an optional `[key=value]` filter on it.
+_Step = tuple[str, tuple[str, str] | None]
+
+
+def _parse_paths(paths: tuple[str, ...]) -> tuple[tuple[_Step, ...], ...]:
+    """Every `|` alternative of `paths` as its steps."""
+    compiled = []
+    for path in paths:
+        for alternative in path.split("|"):
+            steps: list[_Step] = []
+            for step in alternative.split("."):
+                condition: tuple[str, str] | None = None
+                if step.endswith("]") and "[" in step:
+                    step, _, cond = step[:-1].partition("[")
+                    key, _, expected = cond.partition("=")
+                    condition = (key, expected)
+                steps.append((step, condition))
+            compiled.append(tuple(steps))
+    return tuple(compiled)
 
 
 @dataclass(frozen=True)
@@ -28,6 +49,11 @@ class SearchParam:
     paths: tuple[str, ...]
     #: Reference targets this parameter accepts (empty: any type).
     targets: tuple[str, ...] = ()
+    #: `paths` parsed once (extraction runs for every resource written).
+    steps: tuple[tuple[_Step, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", _parse_paths(self.paths))
 
 
 def _p(name: str, kind: Kind, *paths: str, targets: tuple[str, ...] = ()) -> SearchParam:
@@ -326,35 +352,31 @@ def parse_reference(reference: str) -> tuple[str | None, str] | None:
 # --- extraction --------------------------------------------------------------------------
 
 
-def _walk(node: Any, steps: list[str]) -> Iterator[Any]:
+def _collect(node: Any, steps: tuple[_Step, ...], at: int, out: list[Any]) -> None:
     if isinstance(node, list):
         for item in node:
-            yield from _walk(item, steps)
-        return
-    if not steps:
+            _collect(item, steps, at, out)
+    elif at == len(steps):
         if node is not None:
-            yield node
-        return
-    if not isinstance(node, dict):
-        return
-    step, rest = steps[0], steps[1:]
-    condition: tuple[str, str] | None = None
-    if step.endswith("]") and "[" in step:
-        step, _, cond = step[:-1].partition("[")
-        key, _, expected = cond.partition("=")
-        condition = (key, expected)
-    child = node.get(step)
-    if condition is not None:
-        items = child if isinstance(child, list) else [child]
-        child = [i for i in items if isinstance(i, dict) and i.get(condition[0]) == condition[1]]
-    yield from _walk(child, rest)
+            out.append(node)
+    elif isinstance(node, dict):
+        key, condition = steps[at]
+        child = node.get(key)
+        if child is None:
+            return
+        if condition is not None:
+            items = child if isinstance(child, list) else [child]
+            field, expected = condition
+            child = [i for i in items if isinstance(i, dict) and i.get(field) == expected]
+        _collect(child, steps, at + 1, out)
 
 
-def element_values(resource: dict[str, Any], param: SearchParam) -> Iterator[Any]:
-    """Every element `param` reads in `resource`."""
-    for path in param.paths:
-        for alternative in path.split("|"):
-            yield from _walk(resource, alternative.split("."))
+def element_values(resource: dict[str, Any], param: SearchParam) -> list[Any]:
+    """Every element `param` reads in `resource`, in path order."""
+    out: list[Any] = []
+    for steps in param.steps:
+        _collect(resource, steps, 0, out)
+    return out
 
 
 def _tokens(value: Any) -> Iterator[tuple[str | None, str]]:
