@@ -146,14 +146,15 @@ class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.too_big = outcomes.outcome(
+            outcomes.issue("error", "too-long", f"Request body over {max_bytes} bytes")
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_big = outcomes.outcome(
-            outcomes.issue("error", "too-long", f"Request body over {self.max_bytes} bytes")
-        )
+        too_big = self.too_big
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await _send_outcome(send, 413, too_big)

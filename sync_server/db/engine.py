@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from psycopg import Connection
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +42,16 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions never expire objects on commit: the store hands out plain data, not ORM state."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def driver_connection(session: Session) -> Connection[Any]:
+    """The psycopg connection under `session`, in the session's transaction.
+
+    For the statements every request runs (context, access check, audit row): SQLAlchemy's
+    statement and result machinery costs more CPU than the query itself there.
+    """
+    conn: Connection[Any] = session.connection().connection.driver_connection  # type: ignore[assignment]
+    return conn
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

@@ -14,17 +14,17 @@ A call is allowed when all of these hold:
 
 from __future__ import annotations
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared_models.errors import Forbidden
+from sync_server.db.engine import driver_connection
 from sync_server.services import permissions, smart
 from sync_server.services.context import RequestContext
 
-_LINKED_AT = text(
-    "SELECT EXISTS (SELECT 1 FROM patient_locations WHERE patient_id = :patient"
-    " AND location_id = ANY(:locations)),"
-    " EXISTS (SELECT 1 FROM patient_locations WHERE patient_id = :patient)"
+_LINKED_AT = (
+    "SELECT EXISTS (SELECT 1 FROM patient_locations WHERE patient_id = %(patient)s"
+    " AND location_id = ANY(%(locations)s::text[])),"
+    " EXISTS (SELECT 1 FROM patient_locations WHERE patient_id = %(patient)s)"
 )
 
 
@@ -70,9 +70,13 @@ class ScopedAccessGuard:
     def _check_patient(session: Session, ctx: RequestContext, action: str, patient_id: str) -> None:
         if patient_id in ctx.break_glass:
             return
-        at_my_location, has_site = session.execute(
-            _LINKED_AT, {"patient": patient_id, "locations": sorted(ctx.location_ids)}
-        ).one()
+        row = (
+            driver_connection(session)
+            .execute(_LINKED_AT, {"patient": patient_id, "locations": sorted(ctx.location_ids)})
+            .fetchone()
+        )
+        assert row is not None  # EXISTS always yields one row
+        at_my_location, has_site = row
         if at_my_location or (action == "create" and not has_site):
             return
         raise Forbidden("patient is not cared for at the user's locations")

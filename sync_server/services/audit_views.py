@@ -31,6 +31,7 @@ _ACTION_CODES = {
     "logout": ("E", _DCM, "110123"),
 }
 _OUTCOMES = {"success": "0", "denied": "4", "failure": "8"}
+_OFFLINE = {"system": "urn:ehr:audit", "code": "offline", "display": "offline access"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ def as_fhir(row: AuditEventRow) -> dict[str, Any]:
         "agent": [agent],
         "source": {"observer": {"display": "ehr-server"}, "site": row.workstation_id or "server"},
     }
+    if row.detail.get("offline"):  # a read made offline, received at a later sync
+        event["subtype"].append(_OFFLINE)
+        event["period"] = {"start": row.detail.get("accessed_at", event["recorded"])}
     entities = [{"what": {"reference": f"Patient/{p}"}} for p in row.patient_ids]
     if row.resource_type and row.resource_id:
         entities.append({"what": {"reference": f"{row.resource_type}/{row.resource_id}"}})

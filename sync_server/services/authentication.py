@@ -14,11 +14,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from psycopg.rows import namedtuple_row
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared_models.errors import AuthenticationFailed, Forbidden
+from sync_server.db.engine import driver_connection
 from sync_server.db.identity_models import UserRow, WorkstationRow
 from sync_server.services import passwords, smart, tokens, totp, users
 from sync_server.services.context import RequestContext
@@ -253,13 +255,14 @@ def logout(
     rt.audit.record(session, ctx, action="logout", outcome="success")
 
 
-_CONTEXT_SQL = text(
+#: Plain SQL on the driver connection (every request runs it; see `driver_connection`).
+_CONTEXT_SQL = (
     "SELECT u.username, u.roles, u.location_ids, u.practitioner_id, u.disabled,"
-    " (CAST(:sid AS text) IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens r"
-    "   WHERE r.family_id = :sid AND r.revoked_at IS NULL)) AS live,"
+    " (CAST(%(sid)s AS text) IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens r"
+    "   WHERE r.family_id = %(sid)s AND r.revoked_at IS NULL)) AS live,"
     " (SELECT coalesce(json_object_agg(g.patient_id, g.reason), '{}')"
     "   FROM break_glass_grants g WHERE g.user_id = u.id AND g.expires_at > now()) AS grants"
-    " FROM users u WHERE u.id = :uid"
+    " FROM users u WHERE u.id = %(uid)s"
 )
 
 
@@ -274,7 +277,9 @@ def request_context(
     claims = rt.signing.verify(session, bearer)
     if claims.get("use") != ACCESS_USE:  # e.g. an OpenID id_token is not a bearer token
         raise AuthenticationFailed("not an access token")
-    row = session.execute(_CONTEXT_SQL, {"uid": claims["sub"], "sid": claims.get("sid")}).first()
+    cursor = driver_connection(session).cursor(row_factory=namedtuple_row)
+    params = {"uid": claims["sub"], "sid": claims.get("sid")}
+    row: Any = cursor.execute(_CONTEXT_SQL, params).fetchone()  # a named tuple, or None
     if row is None or row.disabled or not row.live:
         raise AuthenticationFailed("token revoked or user disabled")
     scopes = frozenset(str(claims["scope"]).split()) if "scope" in claims else None

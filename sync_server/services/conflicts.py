@@ -1,7 +1,8 @@
 """The conflict review queue: stored whole, listed to those who may see the patient, resolved.
 
 A conflict keeps the server version current and stores the base, server and
-client versions whole, with who pushed it, from which workstation and when.
+client versions whole, with who pushed it, from which workstation and when; a
+push stores its conflicts together (one COPY, one audit event per patient).
 Resolving it (keep the server's version, keep the workstation's, or a merged
 resource) writes a new version through the repository and a `Provenance`
 naming the resolver; only a role on the conflict's risk route may resolve it
@@ -14,6 +15,8 @@ on Provenance resources.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +26,7 @@ from shared_models.errors import Forbidden, NotFound, ValidationFailed, VersionC
 from shared_models.merge_policy import ChangeDecision
 from shared_models.risk import ReviewRoute, may_resolve
 from shared_models.sync_messages import ConflictRecord, PushChange, ResolveRequest
+from sync_server.services.access_memo import GrantMemo
 from sync_server.services.compartment import patient_of
 from sync_server.services.context import RequestContext
 from sync_server.services.fhir_repository import FhirRepository, fhir_instant
@@ -39,6 +43,11 @@ _FIELDS = (
     "client_deleted", "created_by", "workstation_id", "client_id", "created_at", "resolution",
     "resolved_by", "resolved_at", "resolved_version",
 )  # fmt: skip
+_NEW_COLUMNS = (
+    "id, resource_type, resource_id, patient_id, status, route, rule, paths, base_version,"
+    " server_version, base_resource, server_resource, client_resource, client_deleted,"
+    " created_by, workstation_id, client_id, change_id"
+)
 _PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 _DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 
@@ -48,49 +57,56 @@ class AlreadyResolved(VersionConflict):
     help_topic = "conflicts"
 
 
-def open_conflict(
-    repo: FhirRepository,
-    *,
-    request_client: str,
-    change: PushChange,
-    decision: ChangeDecision,
-    server_version: int | None,
-    server_resource: dict[str, Any] | None,
-    patient_id: str | None,
-) -> str:
-    """Store a conflict in the caller's transaction; returns its id."""
-    client = change.resource if change.op == "upsert" else None
-    if patient_id is None and client is not None:
-        patient_id = patient_of(change.resourceType, change.id, client)
-    base = None
-    if change.base_version is not None:
-        row = repo._conn.execute(
-            "SELECT resource::text FROM resource_versions"
-            " WHERE resource_type = %s AND id = %s AND version_id = %s",
-            (change.resourceType, change.id, change.base_version),
-        ).fetchone()
-        base = row[0] if row else None
-    conflict_id = str(uuid.uuid4())
-    repo._conn.execute(
-        "INSERT INTO sync_conflicts (id, resource_type, resource_id, patient_id, status, route,"
-        " rule, paths, base_version, server_version, base_resource, server_resource,"
-        " client_resource, client_deleted, created_by, workstation_id, client_id, change_id)"
-        " VALUES (%s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb,"
-        " %s, %s, %s, %s, %s)",
-        (
-            conflict_id, change.resourceType, change.id, patient_id,
-            str(decision.route or ReviewRoute.CLINICIAN), decision.rule or "", list(decision.paths),
-            change.base_version, server_version, base, _json(server_resource), _json(client),
-            client is None, repo.ctx.username, repo.ctx.workstation_id, request_client,
-            change.change_id,
-        ),
-    )  # fmt: skip
-    repo.audit.record(
-        repo.session, repo.ctx, action="sync-conflict", outcome="success",
-        resource_type=change.resourceType, resource_id=change.id,
-        patient_ids=[patient_id] if patient_id else None, detail={"conflict": conflict_id},
-    )  # fmt: skip
-    return conflict_id
+@dataclass(frozen=True)
+class NewConflict:
+    """A conflict a push found: the change, the merge decision and the server's side of it."""
+
+    change: PushChange
+    decision: ChangeDecision
+    server_version: int | None
+    server_resource: dict[str, Any] | None
+    patient_id: str | None
+    #: The base version as stored in `resource_versions` (JSON text), when there is one.
+    base_json: str | None
+
+
+def open_conflicts(
+    repo: FhirRepository, *, request_client: str, conflicts: Sequence[NewConflict]
+) -> list[str]:
+    """Store conflicts in the caller's transaction (one COPY); returns their ids in order.
+
+    Audited as one `sync-conflict` event per patient naming the conflicts stored.
+    """
+    ids = [str(uuid.uuid4()) for _ in conflicts]
+    by_patient: dict[str | None, list[str]] = {}
+    ctx = repo.ctx
+    with (
+        repo._conn.cursor() as cur,
+        cur.copy(f"COPY sync_conflicts ({_NEW_COLUMNS}) FROM STDIN") as copy,
+    ):
+        for conflict_id, item in zip(ids, conflicts, strict=True):
+            change, decision = item.change, item.decision
+            client = change.resource if change.op == "upsert" else None
+            patient_id = item.patient_id
+            if patient_id is None and client is not None:
+                patient_id = patient_of(change.resourceType, change.id, client)
+            by_patient.setdefault(patient_id, []).append(conflict_id)
+            copy.write_row((
+                conflict_id, change.resourceType, change.id, patient_id, "open",
+                str(decision.route or ReviewRoute.CLINICIAN), decision.rule or "",
+                list(decision.paths), change.base_version, item.server_version,
+                item.base_json, _json(item.server_resource), _json(client), client is None,
+                ctx.username, ctx.workstation_id, request_client, change.change_id,
+            ))  # fmt: skip
+    for patient_id, stored in by_patient.items():
+        one = conflicts[ids.index(stored[0])].change if len(stored) == 1 else None
+        repo.audit.record(
+            repo.session, ctx, action="sync-conflict", outcome="success",
+            resource_type=one.resourceType if one else None, resource_id=one.id if one else None,
+            patient_ids=[patient_id] if patient_id else None,
+            detail={"conflicts": stored, "client_id": request_client},
+        )  # fmt: skip
+    return ids
 
 
 def list_conflicts(
@@ -112,9 +128,10 @@ def list_conflicts(
         ),
     ).fetchall()
     records = []
+    guard = GrantMemo(repo.guard)  # a queue of 1,000 conflicts is a few patients
     for row in rows:
         try:
-            repo.guard.authorize(repo.session, repo.ctx, "read", row[1], row[3])
+            guard.authorize(repo.session, repo.ctx, "read", row[1], row[3])
         except Forbidden:
             continue
         records.append(_record(row))

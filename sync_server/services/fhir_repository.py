@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -325,12 +325,16 @@ class FhirRepository:
         write = ResourceWrite(resource_type, resource_id, resource, expected_version)
         return self.write_many([write])[0]
 
-    def write_many(self, writes: Sequence[ResourceWrite]) -> list[WriteResult]:
+    def write_many(
+        self, writes: Sequence[ResourceWrite], *, audited: bool = True
+    ) -> list[WriteResult]:
         """Write a batch in one SAVEPOINT: all versions or none. Results keep the input order.
 
         Each resource is validated once; rows are locked in key order (no deadlocks
         between concurrent batches); every write appends exactly one row to
         `resource_versions` and replaces its search-index and care-site rows.
+        `audited=False` leaves the audit record of the outcome, success or
+        failure, to the caller (the sync push records one per patient per batch).
         """
         if not writes:
             return []
@@ -342,8 +346,12 @@ class FhirRepository:
             )
         first = writes[0]
         action = "delete" if first.resource is None else "write"
-        with self._audited_failure(
-            action, first.resource_type, first.id if len(writes) == 1 else None
+        with (
+            self._audited_failure(
+                action, first.resource_type, first.id if len(writes) == 1 else None
+            )
+            if audited
+            else nullcontext()
         ):
             prepared = []
             for position, write in enumerate(writes):
@@ -359,7 +367,7 @@ class FhirRepository:
                 if exc.diag.constraint_name != SLOT_BOOKING_CONSTRAINT:
                     raise
                 raise SlotUnavailable("slot already booked") from None
-        for result in results:
+        for result in results if audited else ():
             stored = result.stored
             act = "delete" if stored.deleted else ("create" if result.created else "update")
             self._record(act, "success", stored.resource_type, stored.id, _ids(stored.patient_id))

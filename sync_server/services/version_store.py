@@ -3,8 +3,9 @@
 One call writes a batch of new versions: the upsert of `resources` (guarded by
 the previous version, so a concurrent writer is detected), exactly one
 `resource_versions` row per version, the search-index rows (replaced) and the
-care-site links. Small batches send every statement in one pipelined round
-trip; big ones use COPY.
+care-site links. The upsert is one statement over binary array parameters
+(`%b`: JSON text needs no escaping); small batches send every statement in one
+pipelined round trip, big ones use COPY for the history and index rows.
 """
 
 from __future__ import annotations
@@ -98,14 +99,17 @@ def store_versions(
     upsert = conn.cursor()
     # COPY cannot run in a pipeline; small writes send every statement in one round trip.
     with nullcontext() if bulk else conn.pipeline(), conn.cursor() as cur:
-        upsert.executemany(
+        upsert.execute(  # one statement for the batch: no per-row round trip or parse
             "INSERT INTO resources AS cur (resource_type, id, version_id, last_updated,"
-            " deleted, patient_id, resource) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)"
+            " deleted, patient_id, resource) SELECT t, i, v, lu, d, p, j::jsonb FROM"
+            " unnest(%b::text[], %b::text[], %b::int[], %b::timestamptz[], %b::bool[],"
+            " %b::text[], %b::text[]) AS u(t, i, v, lu, d, p, j)"
             " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = EXCLUDED.version_id,"
             " last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted,"
             " patient_id = EXCLUDED.patient_id, resource = EXCLUDED.resource"
             " WHERE cur.version_id = EXCLUDED.version_id - 1",
-            version_rows,
+            # binary parameters (%b): arrays of JSON text need no escaping of every quote
+            [list(column) for column in zip(*version_rows, strict=True)],
         )
         _insert(cur, "resource_versions", _VERSION_COLUMNS, version_rows, bulk)
         replaced = [(s.resource_type, s.id) for _, s, existed in rows if existed]
@@ -113,7 +117,7 @@ def store_versions(
             for table in INDEX_TABLES.values():
                 cur.execute(
                     f"DELETE FROM {table} WHERE (resource_type, resource_id) IN"  # noqa: S608
-                    " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    " (SELECT * FROM unnest(%b::text[], %b::text[]))",
                     ([k[0] for k in replaced], [k[1] for k in replaced]),
                 )
         index: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in INDEX_TABLES}

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
+import psutil
+import psycopg
 import pyotp
 import pytest
 from sqlalchemy.orm import Session
@@ -40,6 +42,30 @@ class Served:
     database_url: str
     patients: list[str]
     totp_secrets: list[str]
+    #: The `ehr-server serve` process (its workers are its children).
+    pid: int
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its live children so far."""
+    total = 0.0
+    parent = psutil.Process(pid)
+    for process in [parent, *parent.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def postgres_pid(database_url: str) -> int:
+    """The postmaster of the cluster behind `database_url` (its children do the work)."""
+    libpq = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(libpq) as conn:  # ask while the backend lives: it exits on close
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        return int(psutil.Process(row[0]).ppid())
 
 
 def free_port() -> int:
@@ -106,7 +132,7 @@ def served(
                 tail = (data_dir / "server.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"server did not start: {tail}")
             time.sleep(0.2)
-        yield Served(base, url, patients, secrets)
+        yield Served(base, url, patients, secrets, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)

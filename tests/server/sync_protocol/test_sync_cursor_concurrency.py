@@ -13,32 +13,12 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from identity_support import secure_server, system_repository  # noqa: F401 - fixture
+from identity_support import system_repository
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-from sync_support import Clinic, SyncClient, seed_clinic, signed_in
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - a signed-in-only live server
-    return secure_server
-
-
-@pytest.fixture(scope="module")
-def clinic(server: Any, shared_data: Path) -> Clinic:
-    return seed_clinic(server.engine, shared_data)
-
-
-@pytest.fixture(scope="module")
-def nurse(server: Any, clinic: Clinic) -> Iterator[SyncClient]:
-    client = signed_in(server, "nurse", ["loc-main"])
-    yield client
-    client.close()
+from sync_support import Clinic, SyncClient, signed_in
 
 
 def observation(patient: str) -> dict[str, Any]:

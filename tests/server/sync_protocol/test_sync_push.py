@@ -4,32 +4,11 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
-from identity_support import secure_server  # noqa: F401 - fixture
 from sqlalchemy import text
-from sync_support import Clinic, SyncClient, delete, seed_clinic, signed_in, upsert, write_as_system
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - a signed-in-only live server
-    return secure_server
-
-
-@pytest.fixture(scope="module")
-def clinic(server: Any, shared_data: Path) -> Clinic:
-    return seed_clinic(server.engine, shared_data)
-
-
-@pytest.fixture(scope="module")
-def physician(server: Any, clinic: Clinic) -> Iterator[SyncClient]:
-    client = signed_in(server, "physician", ["loc-main"])
-    yield client
-    client.close()
+from sync_support import Clinic, SyncClient, delete, signed_in, upsert, write_as_system
 
 
 def current(server: Any, resource_type: str, resource_id: str) -> tuple[int, dict[str, Any]]:
@@ -289,6 +268,14 @@ def test_push_needs_a_token_and_bounds_the_batch(server: Any) -> None:
         response = desk.push(too_many)
         assert response.status_code == 400
         assert response.json()["resourceType"] == "OperationOutcome"
+        for broken in (b'{"client_id": "x", "changes": [', b'{"client_id": NaN}'):
+            response = desk.http.post(
+                "/sync/push",
+                content=broken,
+                headers={**desk.headers, "Content-Type": "application/json"},
+            )
+            assert response.status_code == 400, response.text
+            assert response.json()["resourceType"] == "OperationOutcome"
     finally:
         desk.close()
 

@@ -4,32 +4,11 @@ from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
-from identity_support import secure_server  # noqa: F401 - fixture
 from sqlalchemy import text
-from sync_support import Clinic, SyncClient, encounter_at, seed_clinic, signed_in, write_as_system
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - a signed-in-only live server
-    return secure_server
-
-
-@pytest.fixture(scope="module")
-def clinic(server: Any, shared_data: Path) -> Clinic:
-    return seed_clinic(server.engine, shared_data)
-
-
-@pytest.fixture(scope="module")
-def nurse(server: Any, clinic: Clinic) -> Iterator[SyncClient]:
-    client = signed_in(server, "nurse", ["loc-main"])
-    yield client
-    client.close()
+from sync_support import Clinic, SyncClient, encounter_at, signed_in, write_as_system
 
 
 def expected_scope(clinic: Clinic, patients: set[str]) -> set[tuple[str, str]]:
