@@ -1,29 +1,40 @@
 """Conflict review, headless: which fields differ, what happened in plain words, resolving.
 
-A conflict holds three versions: the base (what this workstation edited), mine
-(the local edit the server did not accept) and theirs (the server's current
-version). Resolving writes locally, in one transaction:
+A conflict holds three versions: the base (what was edited), mine (the
+workstation's edit the server did not accept) and theirs (the server's
+version). Resolving one of the server's review queue (keep theirs, keep mine,
+a merged version) is the server's business: the decision is stored durably,
+sent at once when the server is reachable (otherwise at the next sync), and
+the conflict closes here when the server has confirmed it and its resulting
+version is in the local cache (`desktop.sync.conflict_sync`). The server
+writes a Provenance naming the person who decided.
 
-- keep theirs: the server version becomes the local copy, the refused local
-  change leaves the outbox, nothing is sent;
-- keep mine / merged: the chosen version is saved as a new edit based on the
-  server's CURRENT version, so the next push applies it cleanly; the server
-  keeps both earlier versions in its history, so nothing is lost.
+Changes only this workstation knows about:
+
+- a change the server refused: "keep theirs" discards it and restores the
+  server's current copy (the same way: stored, then fetched); keep mine /
+  merged saves the chosen version as a new local edit;
+- a conflict the server answered without an id, or a chart that left scope:
+  decided locally, as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from desktop.services.worklist import TYPE_WORDS
-from desktop.store import conflicts, outbox, resources
+from desktop.store import conflict_decisions, conflicts, outbox, resources
+from desktop.store.conflict_decisions import Decision, Resolution
 from desktop.store.conflicts import ConflictRecord
 from desktop.store.database import ChartDatabase
+from desktop.sync.conflict_sync import FROM_ELSEWHERE
+from shared_models.fhir_validation import validate_resource
 
 #: Bookkeeping elements a person never needs to compare.
 IGNORED_ROOTS = ("meta", "text", "id", "resourceType")
@@ -108,6 +119,11 @@ class ConflictView:
     diffs: list[FieldDiff]
     explanation: str
 
+    @property
+    def in_server_queue(self) -> bool:
+        """Decided on the server (see module doc), not on this workstation only."""
+        return conflicts.on_server(self.record)
+
 
 def _when(theirs: dict[str, Any] | None) -> str:
     stamp = (theirs or {}).get("meta", {}).get("lastUpdated")
@@ -135,8 +151,15 @@ def explain(record: ConflictRecord, diffs: list[FieldDiff], theirs: dict[str, An
     mine = [d for d in diffs if d.changed_by_me]
     them = [d for d in diffs if d.changed_by_them]
     both = [d for d in diffs if d.changed_by_me and d.changed_by_them and d.mine != d.theirs]
+    elsewhere = conflicts.on_server(record) and FROM_ELSEWHERE in record.reason
+    first = (
+        f"Another workstation sent a change to the {_fields(mine)} of this {what} "
+        "(shown as “Mine”)."
+        if elsewhere
+        else f"You changed the {_fields(mine)} of this {what} on this computer."
+    )
     lines = [
-        f"You changed the {_fields(mine)} of this {what} on this computer.",
+        first,
         f"Meanwhile someone else changed the {_fields(them)} on the server{_when(theirs)}.",
     ]
     if both:
@@ -145,7 +168,7 @@ def explain(record: ConflictRecord, diffs: list[FieldDiff], theirs: dict[str, An
             "decide which is right."
         )
     if record.reason:
-        lines.append(f"Server: {record.reason}")
+        lines.append(record.reason if elsewhere else f"Server: {record.reason}")
     lines.append("Nothing is lost: both versions stay in the record's history.")
     return " ".join(lines)
 
@@ -156,18 +179,45 @@ def conflict_view(record: ConflictRecord) -> ConflictView:
     return ConflictView(record, base, mine, theirs, diffs, explain(record, diffs, theirs))
 
 
-def resolve_locally(
+Outcome = Literal["resolved", "queued"]
+
+#: The person's choice, as the server's resolution of a queue conflict.
+_RESOLUTIONS: dict[str, Resolution] = {
+    "theirs": "keep_server", "mine": "keep_mine", "merged": "merged",
+}  # fmt: skip
+_CHOICE_WORDS = {"theirs": "keep theirs", "mine": "keep mine", "merged": "the merged version"}
+
+
+def resolve(
     db: ChartDatabase,
     record: ConflictRecord,
     choice: str,
     merged: dict[str, Any] | None = None,
     *,
-    save: Any,
-) -> None:
-    """Apply a person's decision (see module doc). `save` is `Workstation.save_resource`."""
+    save: Callable[[dict[str, Any], int | None], object],
+    send: Callable[[Decision], bool],
+) -> Outcome:
+    """Apply a person's decision (see module doc); "queued" when it waits for the server.
+
+    `save` is `Workstation.save_resource`; `send` tries to settle a stored
+    decision with the server now and says whether it could.
+    """
     if choice not in CHOICES:
         raise ValueError(f"unknown choice {choice!r}")
     theirs, mine = _parse(record.server_json), _parse(record.local_json)
+    chosen = merged if choice == "merged" else mine
+    chosen = None if chosen is None else {k: v for k, v in chosen.items() if k != "meta"}
+    if conflicts.on_server(record):  # "mine" without a version keeps the workstation's delete
+        if choice == "merged":
+            if chosen is None:
+                raise ValueError("a merged version is needed")
+            validate_resource(dict(chosen))
+        resource = None if choice == "theirs" else chosen
+        return _decide(db, record, _RESOLUTIONS[choice], resource, _CHOICE_WORDS[choice], send)
+    if choice != "theirs" and chosen is None:
+        raise ValueError("there is no local version to keep")
+    if choice == "theirs" and record.status == "rejected":
+        return _decide(db, record, "discard", None, "discard my change", send)
     if choice == "theirs":
         with db.transaction() as conn:
             if theirs is not None and record.server_json is not None:
@@ -177,14 +227,37 @@ def resolve_locally(
             if record.change_id:
                 outbox.remove(conn, record.change_id)
             conflicts.mark_resolved(conn, record.conflict_id)
-        return
-    chosen = merged if choice == "merged" else mine
-    if chosen is None:
-        raise ValueError("there is no local version to keep")
-    chosen = {k: v for k, v in chosen.items() if k != "meta"}
-    save(chosen, record.server_version)
+        return "resolved"
+    assert chosen is not None
+    base = record.server_version
+    if base is None:  # a refused change: based on the version this workstation holds
+        stored = resources.get(db.connection(), record.resource_type, record.id)
+        base = stored.version_id if stored else None
+    save(chosen, base)
     with db.transaction() as conn:
         conflicts.mark_resolved(conn, record.conflict_id)
+    return "resolved"
+
+
+def _decide(
+    db: ChartDatabase,
+    record: ConflictRecord,
+    resolution: Resolution,
+    resource: dict[str, Any] | None,
+    words: str,
+    send: Callable[[Decision], bool],
+) -> Outcome:
+    """Store the decision durably (the conflict says it waits), then try to send it."""
+    with db.transaction() as conn:
+        earlier = conflict_decisions.get(conn, record.conflict_id)
+        reason = earlier.reason if earlier else record.reason
+        decision = conflict_decisions.new(record.conflict_id, resolution, resource, reason)
+        conflict_decisions.put(conn, decision)
+        conflicts.set_reason(
+            conn, record.conflict_id,
+            f"Your decision ({words}) is saved and goes to the server at the next sync. {reason}",
+        )  # fmt: skip
+    return "resolved" if send(decision) else "queued"
 
 
 _MISSING = object()

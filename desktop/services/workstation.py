@@ -23,12 +23,13 @@ import orjson
 from desktop.services import chart_loader, patient_search
 from desktop.services.break_glass import BreakGlassGrant, open_chart_outside_locations
 from desktop.services.chart import ChartView
-from desktop.services.conflict_review import resolve_locally
+from desktop.services.conflict_review import Outcome, resolve
 from desktop.services.schedule_view import ScheduleEntry, schedule_for_day
 from desktop.services.scheduling import SchedulingDesk
 from desktop.services.session import OfflineSignInStatus, Session, SignInResult
 from desktop.services.worklist import WorkItem, build_worklist
 from desktop.store import access_log, conflicts, outbox, resources, sync_state
+from desktop.store.conflict_decisions import Decision
 from desktop.store.conflicts import ConflictRecord
 from desktop.store.database import ChartDatabase
 from desktop.store.errors import WorkstationWiped
@@ -36,10 +37,11 @@ from desktop.store.keyslots import KdfParams
 from desktop.store.outbox import OutboxEntry
 from desktop.store.profile import ProfileLayout, ProfileLock, ensure_profile
 from desktop.store.resources import PatientSummary
+from desktop.sync.conflict_sync import DecisionRefused, apply_decision, direct
 from desktop.sync.engine import run_sync
 from desktop.sync.progress import read_status as read_sync_status
 from desktop.sync.server_api import Policy, ServerApi, UserInfo
-from shared_models.errors import NetworkUnavailable, NotFound, StoreError
+from shared_models.errors import ClinicError, NetworkUnavailable, NotFound, StoreError
 from shared_models.fhir_validation import validate_resource
 
 __all__ = [
@@ -231,13 +233,15 @@ class Workstation:
         """Patients by name prefix ("smi jo"), MRN, or birth date (YYYY-MM-DD)."""
         return patient_search.search_patients(self._db().connection(), text, limit)
 
-    def load_chart(self, patient_id: str) -> ChartView:
+    def load_chart(self, patient_id: str, *, vitals: bool = True) -> ChartView:
         """The chart view model of one patient from the local cache.
 
+        `vitals=False` skips the vital-sign readings (`ChartView.vitals` is empty;
+        `latest_vitals` is there): what the summary needs, at a fraction of the cost.
         The read is logged locally and reaches the server's audit trail at the next sync.
         """
         db = self._db()
-        view = chart_loader.load_chart(db.connection(), patient_id)
+        view = chart_loader.load_chart(db.connection(), patient_id, vitals=vitals)
         with db.transaction() as conn:
             access_log.record(conn, self._session.username or "", patient_id, "read")
         return view
@@ -306,12 +310,34 @@ class Workstation:
 
     def resolve_conflict(
         self, conflict_id: str, choice: str, merged: dict[str, Any] | None = None
-    ) -> None:
-        """Keep "theirs", "mine" or a "merged" version of a conflict (see conflict_review)."""
+    ) -> Outcome:
+        """Keep "theirs", "mine" or a "merged" version of a conflict (see conflict_review).
+
+        Returns "resolved", or "queued" when the server could not be reached: the
+        decision is stored and goes to the server at the next sync. Raises
+        `DecisionRefused` when the server refuses it (the conflict stays open).
+        """
         record = next((c for c in self.list_conflicts() if c.conflict_id == conflict_id), None)
         if record is None:
             raise NotFound(f"conflict {conflict_id} not open")
-        resolve_locally(self._db(), record, choice, merged, save=self.save_resource)
+        return resolve(
+            self._db(), record, choice, merged, save=self.save_resource, send=self._send_decision
+        )
+
+    def _send_decision(self, decision: Decision) -> bool:
+        """Settle a stored decision with the server now; False when it has to wait."""
+        try:
+            api = self._authed_api()
+            apply_decision(self._db(), api, direct, decision)
+        except DecisionRefused:
+            raise
+        except NetworkUnavailable:
+            self._online = False
+            return False
+        except ClinicError:  # no server session, or a passing failure: the next sync sends it
+            return False
+        self._online = True
+        return True
 
     # -- sync and status -----------------------------------------------------
 
@@ -347,7 +373,10 @@ class Workstation:
         api = self._authed_api()
         try:
             self.refresh_policy()
-            report = run_sync(db, api, workstation_id=self.workstation_id, progress=progress)
+            report = run_sync(
+                db, api, workstation_id=self.workstation_id, progress=progress,
+                username=self._session.username,
+            )  # fmt: skip
         except NetworkUnavailable:
             self._online = False
             raise

@@ -123,3 +123,29 @@ def set_base(conn: Connection, conflict_id: str, base_json: bytes) -> None:
     conn.execute(
         "UPDATE conflicts SET base_json = ? WHERE conflict_id = ?", (base_json, conflict_id)
     )
+
+
+def get(conn: Connection, conflict_id: str) -> ConflictRecord | None:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM conflicts WHERE conflict_id = ?",  # noqa: S608 - constant column list, values bound
+        (conflict_id,),
+    ).fetchone()
+    return _record(row) if row else None
+
+
+def known_ids(conn: Connection) -> set[str]:
+    """Every conflict id this workstation holds, open or resolved."""
+    return {r[0] for r in conn.execute("SELECT conflict_id FROM conflicts").fetchall()}
+
+
+def set_reason(conn: Connection, conflict_id: str, reason: str) -> None:
+    conn.execute("UPDATE conflicts SET reason = ? WHERE conflict_id = ?", (reason, conflict_id))
+
+
+def on_server(record: ConflictRecord) -> bool:
+    """True for a conflict in the server's review queue (resolved there, not only here).
+
+    Refusals (`rejected`), charts that left scope and conflicts the server
+    answered without an id (`conflict:<change id>`) exist on this workstation only.
+    """
+    return record.status == "conflict" and not record.conflict_id.startswith("conflict:")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from shared_models.vitals import VITAL_SIGNS
@@ -60,6 +61,10 @@ def reference_id(reference: Any, resource_type: str) -> str | None:
     ref = reference.get("reference")
     if not isinstance(ref, str):
         return None
+    if ref.startswith(resource_type) and ref[len(resource_type) : len(resource_type) + 1] == "/":
+        rid = ref[len(resource_type) + 1 :]  # the usual relative `Type/ID`: no split needed
+        if "/" not in rid:
+            return rid
     if ref.startswith("urn:uuid:"):
         return ref[len("urn:uuid:") :]
     parts = ref.split("/")
@@ -90,31 +95,44 @@ def instant(value: Any) -> str | None:
     """An ISO date or dateTime as a sortable UTC instant `YYYY-MM-DDTHH:MM:SSZ`."""
     if not isinstance(value, str) or len(value) < 4:
         return None
+    return _utc_instant(value)
+
+
+@lru_cache(maxsize=4096)
+def _utc_instant(value: str) -> str | None:
+    """Cached: the observations of one encounter share their time (a page repeats it ~10x)."""
     text = value
     if len(text) == 4:
         text += "-01-01"
     elif len(text) == 7:
         text += "-01"
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: the same text at a fraction of the cost.
+    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def _first_code(concept: Any) -> tuple[str, str]:
     """(code, label) of a CodeableConcept, LOINC preferred."""
     if not isinstance(concept, dict):
         return "", ""
-    codings = [c for c in concept.get("coding", []) if isinstance(c, dict)]
-    codings.sort(key=lambda c: c.get("system") != "http://loinc.org")
-    code = str(codings[0].get("code", "")) if codings else ""
+    first: dict[str, Any] | None = None
+    for coding in concept.get("coding", ()):
+        if isinstance(coding, dict):
+            if coding.get("system") == "http://loinc.org":
+                first = coding
+                break
+            if first is None:
+                first = coding
+    code = str(first.get("code", "")) if first is not None else ""
     label = (
         _VITAL_LABELS.get(code)
         or concept.get("text")
-        or (codings[0].get("display", "") if codings else "")
+        or (first.get("display", "") if first is not None else "")
     )
     return code, str(label or code)
 
@@ -181,13 +199,7 @@ def observation_rows(resource: dict[str, Any], patient_id: str | None) -> list[O
     )
     if effective is None:
         return []
-    vital = any(
-        c.get("code") == "vital-signs"
-        for cat in resource.get("category", [])
-        if isinstance(cat, dict)
-        for c in cat.get("coding", [])
-        if isinstance(c, dict)
-    )
+    vital = _has_category(resource, "vital-signs")
     obs_code, obs_label = _first_code(resource.get("code"))
     value, unit = _quantity(resource)
     rows = [
@@ -205,6 +217,15 @@ def observation_rows(resource: dict[str, Any], patient_id: str | None) -> list[O
                 )
             )
     return rows
+
+
+def _has_category(resource: dict[str, Any], code: str) -> bool:
+    for category in resource.get("category", ()):
+        if isinstance(category, dict):
+            for coding in category.get("coding", ()):
+                if isinstance(coding, dict) and coding.get("code") == code:
+                    return True
+    return False
 
 
 def appointment_row(resource: dict[str, Any]) -> AppointmentRow | None:

@@ -1,16 +1,21 @@
 """Apply a page of server changes (the sync pull) in ONE transaction with its cursor.
 
-The JSON is stored as received: `orjson` parses it once for the index rows and
-nothing is re-serialised. A resource with a pending local edit keeps the edit
-on screen; the newer server version number is noted so the chart can say so,
-and the push's three-way merge on the server reconciles the two.
+Two steps, so the sync can overlap them across pages: `prepare_page` (pure
+Python, any thread) decodes nothing twice and extracts the resource and index
+rows; `apply_remote_page` stores them and the cursor in one transaction. The
+page is parsed once with `orjson`; each resource is stored as `orjson` encodes
+that parse (the same JSON, compact), never through a model round trip.
+
+A resource with a pending local edit keeps the edit on screen; the newer
+server version number is noted so the chart can say so, and the push's
+three-way merge on the server reconciles the two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -18,9 +23,12 @@ from desktop.store import conflicts, outbox, resources, sync_state
 from desktop.store.database import ChartDatabase, Connection
 
 
-@dataclass(frozen=True)
-class RemoteChange:
-    """One change of a pull page (`/sync/pull` `changes[]`)."""
+class RemoteChange(NamedTuple):
+    """One change of a pull page (`/sync/pull` `changes[]`).
+
+    A NamedTuple rather than a frozen dataclass: a page builds thousands, and a
+    frozen dataclass's `__init__` costs several times more per field.
+    """
 
     resource_type: str
     id: str
@@ -30,21 +38,31 @@ class RemoteChange:
     #: The resource JSON as received (bytes), or None for deletes/out of scope.
     resource_json: bytes | None = None
     #: The same resource already decoded (from the pull page), so it is not parsed twice.
-    parsed: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    parsed: Mapping[str, Any] | None = None
 
     @classmethod
     def from_wire(cls, change: Mapping[str, Any]) -> RemoteChange:
         """From a decoded pull change; the resource dict is serialised once with orjson."""
         resource = change.get("resource")
         return cls(
-            resource_type=str(change["resourceType"]),
-            id=str(change["id"]),
-            version_id=change.get("versionId"),
-            deleted=bool(change.get("deleted", False)),
-            out_of_scope=bool(change.get("out_of_scope", False)),
-            resource_json=orjson.dumps(resource) if resource is not None else None,
-            parsed=resource if isinstance(resource, dict) else None,
+            str(change["resourceType"]),
+            str(change["id"]),
+            change.get("versionId"),
+            bool(change.get("deleted", False)),
+            bool(change.get("out_of_scope", False)),
+            orjson.dumps(resource) if resource is not None else None,
+            resource if isinstance(resource, dict) else None,
         )
+
+
+@dataclass(frozen=True)
+class PreparedPage:
+    """A page made ready to store without the database (`prepare_page`)."""
+
+    #: One change per resource (the page's last), in the page's order.
+    changes: list[RemoteChange]
+    #: The resource and index rows of every upsert among `changes`.
+    upserts: resources.PreparedBatch
 
 
 @dataclass(frozen=True)
@@ -57,16 +75,52 @@ class PageResult:
     held_for_review: tuple[str, ...]
 
 
+def prepare_page(changes: Iterable[RemoteChange]) -> PreparedPage:
+    """Parse and extract the index rows of a page: pure, so it may run on any thread.
+
+    A page of the feed can carry several versions of one resource; it is stored
+    atomically, so only the last one matters.
+    """
+    latest: dict[tuple[str, str, bool], RemoteChange] = {}
+    for change in changes:
+        key = (change.resource_type, change.id, change.out_of_scope)
+        latest.pop(key, None)  # re-insert: keep the page's order of last occurrences
+        latest[key] = change
+    kept = list(latest.values())
+    upserts = resources.prepare(_upserts(kept), dirty=False)
+    # The decoded resources are not needed once their rows are out: dropping them here
+    # frees them on the preparing thread, not on the one storing the page.
+    return PreparedPage([c if c.parsed is None else c._replace(parsed=None) for c in kept], upserts)
+
+
+def _is_upsert(change: RemoteChange) -> bool:
+    return not (change.out_of_scope or change.deleted or change.resource_json is None)
+
+
+def _upserts(
+    changes: Iterable[RemoteChange],
+) -> list[tuple[dict[str, Any], bytes, int | None]]:
+    items: list[tuple[dict[str, Any], bytes, int | None]] = []
+    for change in changes:
+        if _is_upsert(change):
+            raw = cast(bytes, change.resource_json)
+            known = change.parsed
+            parsed = known if isinstance(known, dict) else orjson.loads(raw)
+            items.append((parsed, raw, change.version_id))
+    return items
+
+
 def apply_remote_page(
-    db: ChartDatabase, changes: Iterable[RemoteChange], new_cursor: str
+    db: ChartDatabase, changes: PreparedPage | Iterable[RemoteChange], new_cursor: str
 ) -> PageResult:
     """Store every change of one pull page and the new cursor atomically."""
-    applied = removed = kept = 0
+    page = changes if isinstance(changes, PreparedPage) else prepare_page(changes)
+    removed = kept = 0
     held: list[str] = []
     with db.transaction() as conn:
         pending = _pending_keys(conn)
-        upserts: list[tuple[dict[str, Any], bytes, int | None]] = []
-        for change in changes:
+        upserts = page.upserts
+        for change in page.changes:
             key = (change.resource_type, change.id)
             if change.out_of_scope:
                 if change.resource_type == "Patient":
@@ -83,18 +137,17 @@ def apply_remote_page(
                     (change.version_id, *key),
                 )
                 kept += 1
-            elif change.deleted or change.resource_json is None:
+            elif not _is_upsert(change):
                 resources.remove(conn, *key)
                 removed += 1
-            else:
-                raw = change.resource_json
-                known = change.parsed
-                parsed = known if isinstance(known, dict) else orjson.loads(raw)
-                upserts.append((parsed, raw, change.version_id))
-        resources.put_many(conn, upserts, dirty=False)
-        applied = len(upserts)
+        if kept:  # rare: re-extract the page's upserts without the locally edited ones
+            upserts = resources.prepare(
+                _upserts(c for c in page.changes if (c.resource_type, c.id) not in pending),
+                dirty=False,
+            )
+        resources.write(conn, upserts)
         sync_state.put(conn, sync_state.CURSOR, new_cursor)
-    return PageResult(applied, removed, kept, tuple(held))
+    return PageResult(len(upserts.rows), removed, kept, tuple(held))
 
 
 def _pending_keys(conn: Connection) -> set[tuple[str, str]]:

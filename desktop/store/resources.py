@@ -100,36 +100,60 @@ def put_many(
 ) -> list[str | None]:
     """Insert or replace resources (parsed, raw JSON, server version) with their index rows.
 
-    Batched with `executemany` per table: this is the sync pull's hot path.
     Returns each resource's patient id.
     """
+    batch = prepare(items, dirty=dirty)
+    write(conn, batch)
+    return batch.patient_ids
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """The rows of a batch of resources, extracted without the database.
+
+    Preparing is pure Python (most of a pull page's CPU time), so the sync can
+    prepare the next page on another thread while this one is written.
+    """
+
+    patient_ids: list[str | None]
+    #: `resources` rows of the last item of each key (a batch may carry several versions).
+    rows: list[tuple[Any, ...]]
+    index: _IndexRows
+
+
+def prepare(
+    items: Sequence[tuple[dict[str, Any], bytes, int | None]], *, dirty: bool
+) -> PreparedBatch:
+    """Resource and index rows of `items` (parsed, raw JSON, server version)."""
     keys = [(r["resourceType"], r["id"]) for r, _, _ in items]
-    existing = _existing(conn, keys)
-    #: A batch may carry several versions of one resource: the last one is current.
     last = {key: position for position, key in enumerate(keys)}
     rows: list[tuple[Any, ...]] = []
     index = _IndexRows()
     patient_ids: list[str | None] = []
+    flag = int(dirty)
     for position, (resource, raw_json, version_id) in enumerate(items):
-        rtype, rid = keys[position]
+        key = keys[position]
         patient_id = indexing.patient_of(resource)
         patient_ids.append(patient_id)
-        if last[(rtype, rid)] != position:
-            continue
-        rows.append((rtype, rid, version_id, patient_id, raw_json, int(dirty)))
-        if (rtype, rid) in existing:
-            drop_index_rows(conn, rtype, rid)
-        index.add(resource, patient_id)
+        if last[key] == position:
+            rows.append((key[0], key[1], version_id, patient_id, raw_json, flag))
+            index.add(resource, patient_id)
+    return PreparedBatch(patient_ids, rows, index)
+
+
+def write(conn: Connection, batch: PreparedBatch) -> None:
+    """Store a prepared batch: one `executemany` per table (the sync pull's hot path)."""
+    for rtype, rid in _existing(conn, [(row[0], row[1]) for row in batch.rows]):
+        drop_index_rows(conn, rtype, rid)
     conn.executemany(
         "INSERT INTO resources (resource_type, id, version_id, patient_id, json, dirty, deleted,"
         " remote_version_id) VALUES (?, ?, ?, ?, ?, ?, 0, NULL)"
         " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id,"
         " patient_id = excluded.patient_id, json = excluded.json, dirty = excluded.dirty,"
         " deleted = 0, remote_version_id = NULL",
-        rows,
+        batch.rows,
     )
-    index.write(conn)
-    return patient_ids
+    batch.index.write(conn)
 
 
 def _existing(conn: Connection, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -25,30 +25,33 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import TypeVar
 
-import orjson
-
 from desktop.store import outbox, resources, sync_state
 from desktop.store.database import ChartDatabase
-from desktop.store.remote_changes import RemoteChange, apply_remote_page
+from desktop.store.remote_changes import apply_remote_page
+from desktop.sync.access_log_upload import send_access_log
+from desktop.sync.conflict_sync import reconcile, send_decisions
+from desktop.sync.page_feed import PageFeed, PulledPage
 from desktop.sync.progress import SyncProgress, SyncReport, record_attempt
 from desktop.sync.push import push_outbox
 from desktop.sync.retry import RetryPolicy, call_with_retries
 from desktop.sync.server_api import ServerApi, TokenPair
 from shared_models.errors import ClinicError, NetworkUnavailable, ValidationFailed
-from shared_models.sync_messages import INITIAL_CURSOR, MAX_PUSH_CHANGES
+from shared_models.sync_messages import INITIAL_CURSOR, MAX_PULL_LIMIT, MAX_PUSH_CHANGES
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Resources asked for per pull page.
-DEFAULT_PAGE_LIMIT = 2000
+#: Resources asked for per pull page: the most the server sends (fewer commits and calls).
+DEFAULT_PAGE_LIMIT = MAX_PULL_LIMIT
+#: WAL size (4 KB pages) that triggers a checkpoint: SQLite's default, and during a pull.
+_DEFAULT_CHECKPOINT_PAGES = 1000
+_PULL_CHECKPOINT_PAGES = 16384
 
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
@@ -69,8 +72,13 @@ def run_sync(
     reload_tokens: Callable[[], TokenPair | None] | None = None,
     batch_size: int = MAX_PUSH_CHANGES,
     page_limit: int = DEFAULT_PAGE_LIMIT,
+    username: str | None = None,
 ) -> SyncReport:
     """One sync: push every queued change, then pull until the server has no more.
+
+    First it sends the conflict decisions people made (`desktop.sync.conflict_sync`);
+    after the pull it makes the local review list match the server's and sends
+    `username`'s offline chart reads (`desktop.sync.access_log_upload`).
 
     Raises `SyncInProgress` if this profile is already syncing, and
     `NetworkUnavailable` when the server stays unreachable after the retries
@@ -94,11 +102,15 @@ def run_sync(
 
     try:
         try:
+            send_decisions(db, api, call)
             push_outbox(
                 db, api, workstation_id, call, tracker, report, min(batch_size, MAX_PUSH_CHANGES)
             )
             tracker.start_pull()
             _pull(db, api, call, tracker, report, page_limit)
+            reconcile(db, api, call)
+            if username:  # offline chart reads of the signed-in user, to the audit trail
+                send_access_log(db, api, call, workstation_id=workstation_id, username=username)
         except NetworkUnavailable:
             with db.transaction() as conn:
                 record_attempt(conn, ok=False)
@@ -134,64 +146,52 @@ def _pull(
     report: SyncReport,
     limit: int,
 ) -> None:
-    """Pull pages until the server has no more; the next page downloads while one is stored.
+    """Pull pages until the server has no more, each stored with its cursor in one transaction.
 
-    The prefetch thread is the only user of `api` while it runs (the loop waits
-    for it before asking again). A page fetched but not stored when the process
-    dies is simply fetched again: the cursor only moves with a stored page.
+    `PageFeed` workers download and prepare the next pages while this thread
+    stores the current one (they are the only users of `api` meanwhile). A
+    stored cursor the server refuses (stale, another user's) restarts the feed
+    from 0.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-pull") as fetcher:
-        stored_cursor = sync_state.cursor(db.connection())
-        pending = fetcher.submit(call, partial(api.sync_pull, stored_cursor, limit))
-        first = True
+    stored_cursor = sync_state.cursor(db.connection())
+    with _gc_paused(), _checkpoints_deferred(db):
         while True:
-            try:
-                raw = pending.result()
-            except ValidationFailed:
-                if not first or stored_cursor == INITIAL_CURSOR:
-                    raise
-                log.warning("the server refused the stored pull cursor; downloading again")
-                restart_feed(db)
-                stored_cursor = INITIAL_CURSOR
-                pending = fetcher.submit(call, partial(api.sync_pull, INITIAL_CURSOR, limit))
-                continue
-            first = False
-            with _gc_paused():
-                page = orjson.loads(raw)
-                cursor, has_more = str(page["cursor"]), bool(page["has_more"])
-                if has_more:
-                    pending = fetcher.submit(call, partial(api.sync_pull, cursor, limit))
-                received = len(page["changes"])
-                changes = _latest_per_resource(RemoteChange.from_wire(c) for c in page["changes"])
-                del page
-                result = apply_remote_page(db, changes, cursor)
-            report.pages += 1
-            report.pulled += received
-            report.removed += result.removed
-            report.kept_local += result.kept_local
-            report.bytes_received += len(raw)
-            held = report.held_for_review
-            held += [p for p in result.held_for_review if p not in held]
-            tracker.pulled(received, len(raw))
-            if not has_more:
-                return
+            with PageFeed(lambda c: call(partial(api.sync_pull, c, limit)), stored_cursor) as feed:
+                try:
+                    page = _next_page(feed, report)
+                except ValidationFailed:
+                    if stored_cursor == INITIAL_CURSOR:
+                        raise
+                    log.warning("the server refused the stored pull cursor; downloading again")
+                    restart_feed(db)
+                    stored_cursor = INITIAL_CURSOR
+                    continue
+                while True:
+                    result = apply_remote_page(db, page.prepared, page.cursor)
+                    report.pages += 1
+                    report.pulled += page.received
+                    report.removed += result.removed
+                    report.kept_local += result.kept_local
+                    report.bytes_received += page.size
+                    held = report.held_for_review
+                    held += [p for p in result.held_for_review if p not in held]
+                    tracker.pulled(page.received, page.size)
+                    if not page.has_more:
+                        return
+                    page = _next_page(feed, report)
 
 
-def _latest_per_resource(changes: Iterable[RemoteChange]) -> list[RemoteChange]:
-    """One change per resource: the last. A page of the feed can carry several versions
-    of one resource; it is stored atomically, so only the newest matters (and the
-    store's batched index writes expect each resource once)."""
-    latest: dict[tuple[str, str, bool], RemoteChange] = {}
-    for change in changes:
-        key = (change.resource_type, change.id, change.out_of_scope)
-        latest.pop(key, None)  # re-insert: keep the feed's order of last occurrences
-        latest[key] = change
-    return list(latest.values())
+def _next_page(feed: PageFeed, report: SyncReport) -> PulledPage:
+    begun = time.monotonic()
+    try:
+        return feed.next()
+    finally:
+        report.page_wait_seconds += time.monotonic() - begun
 
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic GC while a page is decoded and stored.
+    """No cyclic GC while pages are decoded and stored.
 
     A page is thousands of fresh dicts that all survive until it is stored; each
     allocation burst triggers collections that walk every one of them (measured:
@@ -205,6 +205,25 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+@contextmanager
+def _checkpoints_deferred(db: ChartDatabase) -> Iterator[None]:
+    """Copy the WAL into the database file every ~64 MB during a pull, not every 4 MB.
+
+    By default every page's commit also checkpoints (a page is larger than the
+    1,000-page threshold): the file is written and synced twice per page. Each
+    commit still syncs the WAL (durability is unchanged) and the WAL holds
+    encrypted pages only; the last checkpoint runs when the pull ends.
+    """
+    conn = db.connection()
+    conn.execute(f"PRAGMA wal_autocheckpoint = {_PULL_CHECKPOINT_PAGES}")
+    try:
+        yield
+    finally:
+        if db.is_open:  # a session locked mid-sync has closed its connections already
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_DEFAULT_CHECKPOINT_PAGES}")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def restart_feed(db: ChartDatabase) -> None:

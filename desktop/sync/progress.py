@@ -111,6 +111,9 @@ class SyncReport:
     seconds: float = 0.0
     #: Of `seconds`, time spent waiting for the server (a pull overlaps it with local work).
     server_seconds: float = 0.0
+    #: Of `seconds`, time the pull's writer waited for the next page to be downloaded
+    #: and prepared (the rest it spent storing pages).
+    page_wait_seconds: float = 0.0
     held_for_review: list[str] = field(default_factory=list)
 
     def summary(self) -> str:

@@ -118,28 +118,36 @@ def _store_answers(
     results: dict[str, dict[str, Any]],
     report: SyncReport,
 ) -> list[str]:
-    """Store every answer of a batch and drop its outbox rows: one transaction."""
+    """Store every answer of a batch and drop its outbox rows: one transaction.
+
+    The server versions the batch adopts are written together at the end (one
+    `executemany` per table rather than a handful of statements per change).
+    """
     opened: list[str] = []
     with db.transaction() as conn:
+        adopted = _Adopted(conn)
         for entry in batch:
             result = results[entry.change_id]
             outbox.remove(conn, entry.change_id)
-            opened += _store_answer(conn, entry, result)
+            opened += _store_answer(conn, entry, result, adopted)
             report.pushed += 1
             status = result["status"]
             if status in ("applied", "merged", "conflict", "rejected"):
                 counter = "conflicts" if status == "conflict" else status
                 setattr(report, counter, getattr(report, counter) + 1)
+        adopted.write()
     return opened
 
 
-def _store_answer(conn: Connection, entry: OutboxEntry, result: dict[str, Any]) -> list[str]:
+def _store_answer(
+    conn: Connection, entry: OutboxEntry, result: dict[str, Any], adopted: _Adopted
+) -> list[str]:
     status = result["status"]
     resource = result.get("resource")
     server_json = orjson.dumps(resource) if resource is not None else None
     version = result.get("versionId")
     if status in ("applied", "merged"):
-        _adopt_server_version(conn, entry, version, server_json)
+        adopted.adopt(entry, version, resource, server_json)
         return []
     reason = _reason(result)
     if status == "conflict":
@@ -150,7 +158,7 @@ def _store_answer(conn: Connection, entry: OutboxEntry, result: dict[str, Any]) 
             reason=reason, change_id=entry.change_id, server_version=version,
             server_json=server_json, local_json=entry.json,
         )  # fmt: skip
-        _adopt_server_version(conn, entry, version, server_json)
+        adopted.adopt(entry, version, resource, server_json)
         return [conflict_id] if result.get("conflict_id") else []
     # rejected: the local edit stays on screen (marked unsynced) until a person decides
     conflicts.record(
@@ -161,16 +169,33 @@ def _store_answer(conn: Connection, entry: OutboxEntry, result: dict[str, Any]) 
     return []
 
 
-def _adopt_server_version(
-    conn: Connection, entry: OutboxEntry, version: int | None, server_json: bytes | None
-) -> None:
-    """The server's current version becomes the local copy, unless a later local edit waits."""
-    if outbox.has_pending(conn, entry.resource_type, entry.id):
-        return
-    if server_json is None:
-        resources.remove(conn, entry.resource_type, entry.id)
-    else:
-        resources.put(conn, orjson.loads(server_json), server_json, version_id=version, dirty=False)
+class _Adopted:
+    """Server versions that become the local copies, written in one batch."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._items: dict[tuple[str, str], tuple[dict[str, Any], bytes, int | None]] = {}
+
+    def adopt(
+        self,
+        entry: OutboxEntry,
+        version: int | None,
+        resource: Any,
+        server_json: bytes | None,
+    ) -> None:
+        """The server's current version replaces the local copy, unless a later local
+        edit waits (it stays on screen and goes out in a later batch)."""
+        key = (entry.resource_type, entry.id)
+        if outbox.has_pending(self._conn, *key):
+            return
+        self._items.pop(key, None)
+        if server_json is None:
+            resources.remove(self._conn, *key)
+        else:
+            self._items[key] = (resource, server_json, version)
+
+    def write(self) -> None:
+        resources.put_many(self._conn, list(self._items.values()), dirty=False)
 
 
 def _reason(result: dict[str, Any]) -> str:

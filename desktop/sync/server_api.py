@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -21,7 +22,9 @@ from shared_models.errors import (
     ClinicError,
     Forbidden,
     NetworkUnavailable,
+    NotFound,
     ValidationFailed,
+    VersionConflict,
 )
 from shared_models.outcomes import diagnostics_of
 
@@ -163,6 +166,25 @@ class ServerApi:
         params = {"status": status, "limit": str(limit)}
         return self._json(self.authed_request("GET", "/sync/conflicts", params=params))
 
+    def sync_resolve(self, conflict_id: str, body: dict[str, Any]) -> Any:
+        """`POST /sync/conflicts/{id}/resolve`: the resolved conflict record."""
+        path = f"/sync/conflicts/{quote(conflict_id, safe='')}/resolve"
+        return self._json(self.authed_request("POST", path, json=body))
+
+    def read_resource(self, resource_type: str, resource_id: str) -> bytes:
+        """`GET /fhir/R4/{type}/{id}`: the server's current version as received (JSON).
+
+        Raises `NotFound` when the server holds no such resource (or it was deleted).
+        """
+        path = f"/fhir/R4/{quote(resource_type, safe='')}/{quote(resource_id, safe='')}"
+        return self.authed_request("GET", path).content
+
+    def sync_access_log(self, body: bytes) -> Any:
+        """`POST /sync/access-log`: offline chart reads for the server's audit trail."""
+        headers = {"Content-Type": "application/json"}
+        response = self.authed_request("POST", "/sync/access-log", content=body, headers=headers)
+        return self._json(response)
+
     # -- plumbing for every authenticated call ----------------------------------
 
     def authed_request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -210,6 +232,10 @@ def _error_for(method: str, path: str, response: httpx.Response) -> ClinicError:
         return Forbidden(detail)
     if status in (400, 422):
         return ValidationFailed(detail)
+    if status in (404, 410):
+        return NotFound(detail)
+    if status in (409, 412):
+        return VersionConflict(detail)
     if status >= 500 or status == 429:
         return NetworkUnavailable(
             detail, user_message="The server is busy or unavailable. Try again in a moment."

@@ -5,6 +5,11 @@ with my value and the server's value (the base version on demand); fields
 changed in two different ways are highlighted. For "edit merged", the
 "Use" column says which side each field comes from (Space or double-click
 toggles it). Bottom: Keep theirs / Keep mine / Save merged.
+
+A decision on a conflict of the server's review queue is settled with the
+server (at once when online, otherwise at the next sync: the worklist then says
+it waits). For a change the server refused, "keep theirs" reads "Discard my
+change" and brings back the server's copy.
 """
 
 from __future__ import annotations
@@ -123,9 +128,14 @@ class ConflictReviewDialog(QDialog):
         self.mine_button.clicked.connect(lambda: self.resolve("mine"))
         self.merged_button.clicked.connect(lambda: self.resolve("merged"))
         cancel.clicked.connect(self.reject)
+        if self.view_model.record.status == "rejected":
+            self.theirs_button.setText("&Discard my change (use the server's copy)")
         if self.view_model.mine is None:
-            self.mine_button.setEnabled(False)
             self.merged_button.setEnabled(False)
+            if self.view_model.in_server_queue:
+                self.mine_button.setText("Keep &my deletion")
+            else:
+                self.mine_button.setEnabled(False)
         buttons = QHBoxLayout()
         buttons.addWidget(self.theirs_button)
         buttons.addWidget(self.mine_button)
@@ -139,6 +149,8 @@ class ConflictReviewDialog(QDialog):
         layout.addWidget(legend)
         layout.addLayout(buttons)
         self.resize(900, 520)
+        #: "resolved", or "queued" when the decision waits for the next sync.
+        self.outcome: str | None = None
 
     def _toggle_current(self) -> None:
         index = self.table.currentIndex()
@@ -155,7 +167,8 @@ class ConflictReviewDialog(QDialog):
         for button in (self.theirs_button, self.mine_button, self.merged_button):
             button.setEnabled(False)
 
-        def done(_result: object) -> None:
+        def done(result: object) -> None:
+            self.outcome = str(result)
             self.ctx.bus.announce(
                 {"conflicts", "pending", "all"}, self.view_model.record.patient_id
             )

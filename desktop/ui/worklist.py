@@ -5,14 +5,18 @@ Enter on a conflict opens the side-by-side review; on anything else, the chart.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QModelIndex, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from desktop.services.worklist import WorkItem
-from desktop.ui.conflict_review import ConflictReviewDialog
 from desktop.ui.context import UiContext
 from desktop.ui.ops import Op, touches
 from desktop.ui.record_table import Column, RecordTableModel, make_table_view
+
+if TYPE_CHECKING:
+    from desktop.ui.conflict_review import ConflictReviewDialog
 
 KIND_WORDS = {"conflict": "Conflict", "refused": "Not accepted", "draft": "Draft"}
 
@@ -75,6 +79,10 @@ class Worklist(QWidget):
             if record is None:
                 self.refresh()
                 return
+            # Imported on first use: it loads the FHIR models (~1 s), which start-up
+            # leaves to the store thread.
+            from desktop.ui.conflict_review import ConflictReviewDialog
+
             self.review = ConflictReviewDialog(self.ctx, record, self)
             self.review.open()
 

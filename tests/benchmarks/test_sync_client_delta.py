@@ -26,6 +26,7 @@ from client_bench_support import (  # noqa: F401 - fixtures
     sync_now,
 )
 from desktop_sync_support import seed_charts, strip_meta, synthea_patients
+from sync_bench_support import cpu_seconds, postgres_pid
 
 from desktop.services.workstation import Workstation
 
@@ -55,7 +56,8 @@ def test_delta_sync_round_trip(
     mine, theirs = charts.goal_ids[:CHANGES], charts.goal_ids[CHANGES : 2 * CHANGES]
     ws = new_workstation(bench_server, tmp_path / "a", "bench.delta.a")
     other = new_workstation(bench_server, tmp_path / "b", "bench.delta.b")
-    timings, waits = [], []
+    timings, waits, server_cpu, db_cpu, ws_cpu = [], [], [], [], []
+    postgres = postgres_pid(bench_server.env["DATABASE_URL"])
     try:
         sync_now(ws)
         sync_now(other)
@@ -64,9 +66,13 @@ def test_delta_sync_round_trip(
             _edit(ws, mine, f"local round {n}")
             _edit(other, theirs, f"remote round {n}")
             sync_now(other)
-            started = time.perf_counter()
+            cpu_before = cpu_seconds(bench_server.proc.pid), cpu_seconds(postgres)
+            started, ws_started = time.perf_counter(), time.process_time()
             report = sync_now(ws)
             timings.append((time.perf_counter() - started) * 1000)
+            ws_cpu.append((time.process_time() - ws_started) * 1000)
+            server_cpu.append((cpu_seconds(bench_server.proc.pid) - cpu_before[0]) * 1000)
+            db_cpu.append((cpu_seconds(postgres) - cpu_before[1]) * 1000)
             waits.append(report.server_seconds * 1000)
             assert (report.pushed, report.applied) == (CHANGES, CHANGES)
             assert report.pulled == 2 * CHANGES  # the 100 remote + the echo of its own 100
@@ -82,5 +88,9 @@ def test_delta_sync_round_trip(
         f"\nof which waiting for the server (push merge/validation, pull): median "
         f"{statistics.median(waits):.0f} ms; workstation's own work: median "
         f"{statistics.median(t - w for t, w in zip(timings, waits, strict=True)):.0f} ms"
+        f"\nCPU time per sync (the machine is shared, so wall time is noisy): server process"
+        f" median {statistics.median(server_cpu):.0f} ms, PostgreSQL median"
+        f" {statistics.median(db_cpu):.0f} ms, workstation median"
+        f" {statistics.median(ws_cpu):.0f} ms"
         f"\nlimit: {LIMIT_MS:.0f} ms"
     )

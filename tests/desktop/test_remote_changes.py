@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from desktop_store_helpers import synthea_resources
 
-from desktop.store import conflicts, outbox, resources, sync_state
+from desktop.store import conflicts, indexing, outbox, resources, sync_state
 from desktop.store.database import ChartDatabase
 from desktop.store.keyslots import new_key
-from desktop.store.remote_changes import RemoteChange, apply_remote_page
+from desktop.store.remote_changes import RemoteChange, apply_remote_page, prepare_page
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> ChartDatabase:
+def db(tmp_path: Path) -> Iterator[ChartDatabase]:
     database = ChartDatabase(tmp_path / "chart.db", new_key())
     yield database
     database.close()
@@ -123,3 +125,74 @@ def test_server_delete_removes_the_copy(db: ChartDatabase) -> None:
                                    "deleted": True, "resource": None})  # fmt: skip
     assert apply_remote_page(db, [gone], "b").removed == 1
     assert resources.get(db.connection(), "Condition", "c1") is None
+
+
+def test_a_delete_after_an_update_in_one_page_deletes(db: ChartDatabase) -> None:
+    apply_remote_page(db, [RemoteChange.from_wire(wire(condition("c1", "p1", "Asthma"), 1))], "a")
+    page = [RemoteChange.from_wire(wire(condition("c1", "p1", "Asthma, mild"), 2)),
+            RemoteChange("Condition", "c1", 3, deleted=True)]  # fmt: skip
+    result = apply_remote_page(db, page, "b")
+    assert (result.applied, result.removed) == (0, 1)
+    assert resources.get(db.connection(), "Condition", "c1") is None
+
+
+_INDEX_TABLES = {
+    "observation_index": "observation_id, patient_id, code, obs_code, label, vital, effective,"
+    " value, unit",
+    "patient_index": "patient_id, display_name, family, given, mrn, birth_date, sex",
+    "appointment_index": "appointment_id, day, start, location_id, practitioner_id, patient_id",
+    "resources": "resource_type, id, version_id, patient_id, json, dirty",
+}
+
+
+def _index_rows(db: ChartDatabase) -> dict[str, list[tuple[object, ...]]]:
+    conn = db.connection()
+    return {
+        table: sorted(conn.execute(f"SELECT {columns} FROM {table}").fetchall())
+        for table, columns in _INDEX_TABLES.items()
+    }
+
+
+def test_a_prepared_synthea_page_stores_what_single_saves_store(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """The batched pull path (prepared off the writer's thread) and `resources.put` one
+    resource at a time give the same rows, index rows included."""
+    charts, _ = synthea_resources(shared_data, 2)
+    changes = [RemoteChange.from_wire(wire(r, 1)) for r in charts]
+    page = prepare_page(changes)
+    assert all(c.parsed is None for c in page.changes)  # decoded dicts freed once prepared
+    batched = ChartDatabase(tmp_path / "batched.db", new_key())
+    single = ChartDatabase(tmp_path / "single.db", new_key())
+    try:
+        assert apply_remote_page(batched, page, "c1").applied == len(charts)
+        with single.transaction() as conn:
+            for change in changes:
+                assert change.resource_json is not None
+                resources.put(conn, orjson.loads(change.resource_json), change.resource_json,
+                              version_id=1, dirty=False)  # fmt: skip
+        rows = _index_rows(batched)
+        assert len(rows["observation_index"]) > len(charts) // 4 and rows["patient_index"]
+        assert rows == _index_rows(single)
+    finally:
+        batched.close()
+        single.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2011-06-12T17:22:56-04:00", "2011-06-12T21:22:56Z"),
+        ("2011-06-12T23:59:59.250-05:00", "2011-06-13T04:59:59Z"),
+        ("2011-06-12T17:22:56Z", "2011-06-12T17:22:56Z"),
+        ("2011-06-12T17:22:56", "2011-06-12T17:22:56Z"),
+        ("2011-06-12", "2011-06-12T00:00:00Z"),
+        ("2011-06", "2011-06-01T00:00:00Z"),
+        ("2011", "2011-01-01T00:00:00Z"),
+        ("2011-13-01", None),
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_instants_are_sortable_utc(value: object, expected: str | None) -> None:
+    assert indexing.instant(value) == expected
