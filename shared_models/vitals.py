@@ -80,6 +80,8 @@ VITAL_SIGNS: dict[str, VitalSign] = {
 #: LOINC codes that also mean a vital sign we chart (other oximetry code, BP panel parts).
 _ALIASES: dict[str, str] = {"2708-6": "spo2"}
 _BY_LOINC: dict[str, str] = {v.loinc: k for k, v in VITAL_SIGNS.items()} | _ALIASES
+#: Every LOINC code charted as a vital sign (what `vital_key_for_loinc` knows).
+CHARTED_LOINC: tuple[str, ...] = tuple(_BY_LOINC)
 
 #: Order of the rows in flowsheets and forms.
 VITAL_ORDER: tuple[str, ...] = tuple(VITAL_SIGNS)

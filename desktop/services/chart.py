@@ -90,6 +90,16 @@ class VitalReading:
 
 
 @dataclass(frozen=True)
+class LatestVital:
+    """The newest value of one flowsheet row, for the summary."""
+
+    row: str  # flowsheet row: bp, heart_rate, temperature ...
+    label: str
+    text: str  # value and unit: "128/84 mmHg"
+    when: datetime
+
+
+@dataclass(frozen=True)
 class NoteItem:
     id: str
     version: int | None
@@ -121,8 +131,11 @@ class ChartView:
     problems: tuple[ProblemItem, ...]
     medications: tuple[MedicationItem, ...]
     allergies: tuple[AllergyItem, ...]
-    #: Vital-sign observations of the last two years, newest first.
+    #: Vital-sign observations of the last two years, newest first; empty when the
+    #: chart was loaded without them (`load_chart(..., vitals=False)`: the summary).
     vitals: tuple[VitalReading, ...]
+    #: The newest value of each flowsheet row in the same two years (always loaded).
+    latest_vitals: tuple[LatestVital, ...]
     #: Notes, newest first.
     notes: tuple[NoteItem, ...]
     #: Appointments from now on, soonest first.

@@ -1,4 +1,9 @@
-"""Build a `ChartView` from the local cache: index rows for vitals, JSON for the rest."""
+"""Build a `ChartView` from the local cache: index rows for vitals, JSON for the rest.
+
+Vital-sign readings are most of a big chart (5,000 observations: ~100 ms to
+read and model); the summary needs one latest value per vital sign, found with a
+few index seeks, so `load_chart(..., vitals=False)` skips the readings.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,19 @@ from desktop.services.chart import (
     AppointmentItem,
     Banner,
     ChartView,
+    LatestVital,
     MedicationItem,
     NoteItem,
     ProblemItem,
     VitalReading,
     VitalValue,
 )
-from desktop.store import conflicts, indexing, outbox, resources
+from desktop.services.vitals import ROW_LABELS, ROW_UNITS, build_flowsheet, latest_values
+from desktop.store import chart_queries, conflicts, indexing, outbox, resources
 from desktop.store.database import Connection
 from desktop.store.resources import StoredResource
 from shared_models.errors import NotFound
+from shared_models.vitals import CHARTED_LOINC, VITAL_SIGNS
 
 VITALS_WINDOW = timedelta(days=730)
 _INACTIVE_PROBLEM = {"inactive", "resolved", "remission"}
@@ -72,8 +80,12 @@ def _display_name(patient: dict[str, Any]) -> str:
     return row.display_name if row else ""
 
 
-def load_chart(conn: Connection, patient_id: str, now: datetime | None = None) -> ChartView:
+def load_chart(
+    conn: Connection, patient_id: str, now: datetime | None = None, *, vitals: bool = True
+) -> ChartView:
+    """The chart of one patient; `vitals=False` leaves `ChartView.vitals` empty."""
     now = now or datetime.now(UTC)
+    since = (now - VITALS_WINDOW).strftime("%Y-%m-%dT%H:%M:%SZ")
     stored_patient = resources.get(conn, "Patient", patient_id)
     if stored_patient is None:
         raise NotFound(f"patient {patient_id} not cached")
@@ -110,7 +122,8 @@ def load_chart(conn: Connection, patient_id: str, now: datetime | None = None) -
             open_conflicts,
         ),
         allergies=allergies,
-        vitals=_vitals(conn, patient_id, now, pending),
+        vitals=_vitals(conn, patient_id, since, pending) if vitals else (),
+        latest_vitals=_latest_vitals(conn, patient_id, since),
         notes=_notes(
             by_type.get("DocumentReference", []) + by_type.get("Composition", []),
             pending,
@@ -211,9 +224,8 @@ def _medications(items: Items, pending: set[str], open_ids: set[str]) -> tuple[M
 
 
 def _vitals(
-    conn: Connection, patient_id: str, now: datetime, pending: set[str]
+    conn: Connection, patient_id: str, since: str, pending: set[str]
 ) -> tuple[VitalReading, ...]:
-    since = (now - VITALS_WINDOW).strftime("%Y-%m-%dT%H:%M:%SZ")
     # Each observation has a head row (its own code and value) and a row per component.
     heads: dict[str, indexing.ObservationRow] = {}
     values: dict[str, list[VitalValue]] = {}
@@ -238,6 +250,42 @@ def _vitals(
         for oid, head in heads.items()
     ]
     return tuple(sorted(out, key=lambda v: (v.effective, v.observation_id), reverse=True))
+
+
+def _latest_vitals(conn: Connection, patient_id: str, since: str) -> tuple[LatestVital, ...]:
+    """The newest value of each flowsheet row, from a few index rows instead of every reading.
+
+    The rows found go through the flowsheet's own grouping, so the summary shows
+    exactly what the flowsheet's newest filled cell of each row shows. Blood
+    pressure needs both numbers taken in one minute: that minute is found first.
+    """
+    rows = [chart_queries.newest_vital(conn, patient_id, code, since) for code in CHARTED_LOINC]
+    systolic, diastolic = VITAL_SIGNS["systolic"].loinc, VITAL_SIGNS["diastolic"].loinc
+    minute = chart_queries.newest_shared_minute(conn, patient_id, systolic, diastolic, since)
+    if minute:
+        rows += [
+            chart_queries.newest_vital(conn, patient_id, code, f"{minute}:00Z", f"{minute}:59Z")
+            for code in (systolic, diastolic)
+        ]
+    readings = sorted(
+        {
+            VitalReading(
+                observation_id=row.observation_id,
+                code=row.obs_code,
+                label=row.label,
+                effective=_from_instant(row.effective),
+                values=(VitalValue(row.code, row.label, row.value, row.unit or ""),),
+            )
+            for row in rows
+            if row is not None
+        },
+        key=lambda v: (v.effective, v.observation_id),
+        reverse=True,
+    )
+    return tuple(
+        LatestVital(row, ROW_LABELS[row], f"{text} {ROW_UNITS[row]}", when)
+        for row, (text, when) in latest_values(build_flowsheet(readings)).items()
+    )
 
 
 def _notes(items: Items, pending: set[str], open_ids: set[str]) -> tuple[NoteItem, ...]:

@@ -50,12 +50,18 @@ def reading_values(reading: VitalReading) -> dict[str, float]:
 
 
 def build_flowsheet(readings: Iterable[VitalReading]) -> list[FlowsheetColumn]:
-    """One column per time of measurement, newest first (latest visible without scrolling)."""
+    """One column per time of measurement, newest first (latest visible without scrolling).
+
+    `readings` come newest first (as `ChartView.vitals`); two values of one vital
+    sign in the same minute show the newer one.
+    """
     by_time: dict[datetime, dict[str, float]] = {}
     pending: set[datetime] = set()
     for reading in readings:
         when = reading.effective.replace(second=0, microsecond=0)
-        by_time.setdefault(when, {}).update(reading_values(reading))
+        column = by_time.setdefault(when, {})
+        for key, value in reading_values(reading).items():
+            column.setdefault(key, value)
         if reading.pending:
             pending.add(when)
     return [

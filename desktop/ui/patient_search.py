@@ -9,15 +9,16 @@ proxy sorts by any column without asking the store again.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, QSortFilterProxyModel, Qt, QTimer, Signal
-from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtGui import QKeyEvent, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QHeaderView, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from desktop.store.resources import PatientSummary
 from desktop.ui.context import UiContext
 from desktop.ui.ops import Op
-from desktop.ui.record_table import SORT_ROLE, Column, RecordTableModel, make_table_view
+from desktop.ui.record_table import Column, make_table_view
 
 #: Search as soon as the keystrokes already queued are handled (a search costs a few ms;
 #: answers to older keystrokes are dropped, so no pause is needed).
@@ -33,9 +34,34 @@ COLUMNS: list[Column[PatientSummary]] = [
 ]
 
 
-class PatientSearchModel(RecordTableModel[PatientSummary]):
+class PatientSearchModel(QStandardItemModel):
+    """The results as plain Qt items, not a Python `data()`: a paint asks ~7 roles of every
+    visible cell, and on the type-ahead path those Python calls were half of each
+    keystroke's repaint. Same interface as the `RecordTableModel`s (`set_records`,
+    `record`, `records`); the proxy sorts on the displayed text, as it did before."""
+
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(COLUMNS, parent)
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels([column.header for column in COLUMNS])
+        self._records: list[PatientSummary] = []
+
+    def set_records(self, records: Sequence[PatientSummary]) -> None:
+        self.removeRows(0, self.rowCount())
+        self._records = list(records)
+        for record in self._records:
+            row = []
+            for column in COLUMNS:
+                item = QStandardItem(column.text(record))
+                item.setEditable(False)
+                row.append(item)
+            self.appendRow(row)
+
+    def record(self, row: int) -> PatientSummary:
+        return self._records[row]
+
+    @property
+    def records(self) -> list[PatientSummary]:
+        return list(self._records)
 
 
 class PatientSearch(QWidget):
@@ -58,12 +84,12 @@ class PatientSearch(QWidget):
         self.model = PatientSearchModel(self)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
         self.proxy.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.view = make_table_view(self.proxy, self)
         self.view.setObjectName("patientResults")
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # keep the store's ranking
+        self._fix_column_widths()
         self.hint = QLabel("Type at least 2 letters, an MRN, or a birth date.")
         self.hint.setObjectName("searchHint")
         self.hint.setProperty("role", "hint")
@@ -81,6 +107,18 @@ class PatientSearch(QWidget):
         self.view.activated.connect(self._activated)
         self.view.doubleClicked.connect(self._activated)
         self.box.installEventFilter(self)
+
+    def _fix_column_widths(self) -> None:
+        """Widths from the font, not from the rows: columns stay put while the list changes
+        under the typing, and no keystroke pays for measuring every cell."""
+        self.view.ensurePolished()  # the style sheet's font, not the default one
+        header = self.view.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        metrics = self.view.fontMetrics()
+        for column, sample in ((1, "0000-00-00"), (2, "Other"), (3, "0" * 36)):
+            header.resizeSection(column, metrics.horizontalAdvance(sample) + 16)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """Down arrow in the search box moves into the results."""

@@ -1,12 +1,16 @@
 """Benchmarks of the GUI on the real encrypted store (50,000 patients cached).
 
 - Opening a chart of a patient with 5,000 observations: from the open action to
-  the summary tab fully painted (target 150 ms).
+  the summary tab fully painted, latest vitals included (target 150 ms). The
+  summary reads one latest value per vital sign; the 5,000 readings load when the
+  Vitals section is first shown, which is printed beside it (no target).
 - Typing in the patient search box: from the keypress to the updated list,
   the type-ahead pause included (target 50 ms).
 
 Figures are printed beside their targets and beside the raw facade call (the
-store's share); nothing asserts on time.
+store's share), each as wall time and as process CPU time (GUI and store threads;
+on a shared, loaded machine the wall time is mostly waiting for a core);
+nothing asserts on time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +33,7 @@ from PySide6.QtCore import Qt
 from desktop.services.workstation import Workstation
 from desktop.ui.context import UiContext
 from desktop.ui.main_window import MainWindow
-from shared_models.vitals import vitals_observations
+from shared_models.vitals import BP_PANEL_LOINC, vitals_observations
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "desktop"))
 from desktop_store_helpers import FAST_KDF, PASSWORD, enroll
@@ -107,34 +112,71 @@ def signed_in(qapp, big_profile: tuple[Path, str]) -> Iterator[tuple[MainWindow,
     ws.close()
 
 
-def _report(name: str, samples_ms: list[float], target_ms: float, raw_ms: list[float]) -> None:
-    samples = sorted(samples_ms)
-    p50, p95 = statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
-    raw = sorted(raw_ms)
-    print(f"\n[gui bench] {name}: p50 {p50:.1f} ms, p95 {p95:.1f} ms (target < {target_ms:.0f} ms; "
-          f"raw facade call p50 {statistics.median(raw):.1f} ms, p95 "
-          f"{raw[int(len(raw) * 0.95) - 1]:.1f} ms; n={len(samples)})")  # fmt: skip
+class _Clock:
+    """Wall time and process CPU time of each sample: CPU covers the GUI thread and the
+    store thread, and is what a busy shared machine distorts least."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    @contextmanager
+    def sample(self) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall.append((time.perf_counter() - wall) * 1000)
+        self.cpu.append((time.process_time() - cpu) * 1000)
+
+
+def _p50_p95(values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[int(len(ordered) * 0.95) - 1]
+    return f"p50 {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms"
+
+
+def _report(name: str, clock: _Clock, target_ms: float, raw: _Clock) -> None:
+    target = f"target < {target_ms:.0f} ms" if target_ms else "no target"
+    print(f"\n[gui bench] {name}: {_p50_p95(clock.wall)} ({target}; CPU {_p50_p95(clock.cpu)};"
+          f" raw facade call {_p50_p95(raw.wall)}, CPU {_p50_p95(raw.cpu)};"
+          f" n={len(clock.wall)})")  # fmt: skip
 
 
 def test_open_chart_to_painted_summary(qtbot, signed_in, big_profile) -> None:
     window, ws = signed_in
     patient_id = big_profile[1]
-    samples, raw = [], []
+    newest = next(v for v in ws.load_chart(patient_id).vitals if v.code == BP_PANEL_LOINC)
+    newest_bp = "{:.0f}/{:.0f} mmHg".format(*(v.value for v in newest.values))
+    samples, raw = _Clock(), _Clock()
     for _ in range(RUNS):
-        started = time.perf_counter()
-        ws.load_chart(patient_id)
-        raw.append((time.perf_counter() - started) * 1000)
+        with raw.sample():
+            ws.load_chart(patient_id, vitals=False)
     for _ in range(RUNS):
-        started = time.perf_counter()
-        tab = window.open_chart(patient_id)
-        with qtbot.waitSignal(tab.loaded, timeout=30_000):
-            pass
-        tab.repaint()  # the summary tab painted, synchronously
-        samples.append((time.perf_counter() - started) * 1000)
-        assert len(tab.chart.vitals) > 500
+        with samples.sample():
+            tab = window.open_chart(patient_id)
+            with qtbot.waitSignal(tab.loaded, timeout=30_000):
+                pass
+            tab.repaint()  # the summary tab painted, synchronously
+        latest = {v.row: v.text for v in tab.summary.models["vitals"].records}
+        assert tab.summary.isVisible() and latest["bp"] == newest_bp, latest
+        assert set(latest) == {"bp", "heart_rate", "temperature", "spo2", "weight"}
         window.close_current()
         qtbot.wait(1)
     _report("open chart (5,000 observations) to painted summary", samples, 150, raw)
+    vitals, full_raw = _Clock(), _Clock()
+    for _ in range(5):
+        with full_raw.sample():
+            ws.load_chart(patient_id)
+        tab = window.open_chart(patient_id)
+        with qtbot.waitSignal(tab.loaded, timeout=30_000):
+            pass
+        with vitals.sample():
+            with qtbot.waitSignal(tab.loaded, timeout=30_000):
+                tab.show_section("Vitals")
+            tab.repaint()
+        assert tab.vitals.model.columnCount() > 500
+        window.close_current()
+        qtbot.wait(1)
+    _report("then the Vitals section (5,000 readings) to painted flowsheet", vitals, 0, full_raw)
 
 
 def test_search_keypress_to_updated_list(qtbot, signed_in) -> None:
@@ -142,22 +184,20 @@ def test_search_keypress_to_updated_list(qtbot, signed_in) -> None:
     search = window.home.search
     window.focus_search()
     queries = ["Smi", "Gar", "Ngu", "Oka", "Sch", "Ros", "Kow", "Had", "Tan", "Sil"]
-    raw = []
+    raw = _Clock()
     for text in queries * 2:
-        started = time.perf_counter()
-        ws.search_patients(text, 100)
-        raw.append((time.perf_counter() - started) * 1000)
-    samples = []
+        with raw.sample():
+            ws.search_patients(text, 100)
+    samples = _Clock()
     for text in queries * 2:
         search.box.clear()
         qtbot.keyClicks(search.box, text[:-1])
         with qtbot.waitSignal(search.results_shown, timeout=10_000):
             search.search_now()
-        started = time.perf_counter()
-        with qtbot.waitSignal(search.results_shown, timeout=10_000):
-            qtbot.keyClick(search.box, text[-1])
-        search.view.viewport().repaint()
-        samples.append((time.perf_counter() - started) * 1000)
+        with samples.sample():
+            with qtbot.waitSignal(search.results_shown, timeout=10_000):
+                qtbot.keyClick(search.box, text[-1])
+            search.view.viewport().repaint()
         assert search.model.rowCount() > 0
     _report("search keypress to updated list (50,000 patients)", samples, 50, raw)
     search.box.clear()

@@ -116,6 +116,7 @@ def test_search_open_chart_vitals_allergy_note(
     # Vitals: a wrong value is explained and nothing is saved; then a right one is saved.
     keys(qtbot, tab, "Alt+2")
     assert tab.current_section() is tab.vitals
+    qtbot.waitUntil(lambda: tab.vitals.has_data, timeout=WAIT)  # readings load when first shown
     assert tab.vitals.form.save_button.isVisible()  # what the user sees, not only exists
     columns_before = tab.vitals.model.columnCount()
     form = tab.vitals.form

@@ -112,6 +112,7 @@ def test_every_main_screen(qtbot, ui, workstation, fresh_profile, password, show
     save(window, "03-chart-summary")
 
     tab.show_section("Vitals")
+    qtbot.waitUntil(lambda: tab.vitals.has_data, timeout=WAIT)  # readings load when first shown
     form = tab.vitals.form
     qtbot.keyClicks(form.fields["systolic"], "80")
     qtbot.keyClicks(form.fields["diastolic"], "120")

@@ -30,17 +30,21 @@ from desktop.ui.ops import Op
 SECTIONS = ("Summary", "Vitals", "Problems", "Allergies", "Medications", "Notes")
 
 
-def _load(patient_id: str) -> Any:
-    def fn(ws: Any) -> tuple[ChartView, list[FlowsheetColumn]]:
-        chart = ws.load_chart(patient_id)
-        return chart, build_flowsheet(chart.vitals)
+def _load(patient_id: str, with_vitals: bool) -> Any:
+    """The chart; the vitals flowsheet only when the Vitals section exists (most of the cost)."""
+
+    def fn(ws: Any) -> tuple[ChartView, list[FlowsheetColumn] | None]:
+        chart = ws.load_chart(patient_id, vitals=with_vitals)
+        return chart, build_flowsheet(chart.vitals) if with_vitals else None
 
     return fn
 
 
 class ChartTab(QWidget):
-    """Sections are built when first shown (opening a chart paints the summary only);
-    a section built later is filled from the chart already loaded."""
+    """Sections are built when first shown: opening a chart paints the banner and the
+    summary only, once, with the data. A section built later is filled from the chart
+    already loaded. The vital-sign readings load only once the Vitals section exists
+    (the summary has their latest values without them)."""
 
     #: Emitted after the chart's widgets show freshly loaded data.
     loaded = Signal()
@@ -50,7 +54,8 @@ class ChartTab(QWidget):
         self.ctx = ctx
         self.patient_id = patient_id
         self.chart: ChartView | None = None
-        self.flowsheet: list[FlowsheetColumn] = []
+        #: None until a load with the vital-sign readings (the Vitals section asks for it).
+        self.flowsheet: list[FlowsheetColumn] | None = None
         self.title = "Loading…"
         self._loading = False
         self._stale = False
@@ -74,8 +79,9 @@ class ChartTab(QWidget):
         layout.addWidget(self.banner)
         layout.addWidget(self.loading_label)
         layout.addWidget(self.sections, 1)
+        # Banner and sections appear with the data: built, filled, laid out and painted once.
         self.banner.hide()
-        self.section("Summary")
+        self.sections.hide()
         ctx.bus.changed.connect(self._changed)
         self.reload()
 
@@ -101,15 +107,18 @@ class ChartTab(QWidget):
             widget.show()  # a child added to a visible parent stays hidden otherwise
             if self.chart is not None:
                 self._fill(name, widget)
+            if name == "Vitals" and self.flowsheet is None:
+                self.reload()
         return self._built[name]
 
     def _fill(self, name: str, widget: QWidget) -> None:
         chart = self.chart
         assert chart is not None
         if isinstance(widget, SummaryTab):
-            widget.set_chart(chart, self.flowsheet)
+            widget.set_chart(chart)
         elif isinstance(widget, VitalsTab):
-            widget.set_flowsheet(self.flowsheet)
+            if self.flowsheet is not None:
+                widget.set_flowsheet(self.flowsheet)
         elif isinstance(widget, NotesPanel):
             widget.set_notes(chart.notes)
         elif isinstance(widget, ChartListPanel):
@@ -155,9 +164,10 @@ class ChartTab(QWidget):
             self._stale = True
             return
         self._loading = True
-        Op(self, _load(self.patient_id), name="load-chart").success(self._show).failure(
-            self._failed
-        ).finally_(self._load_done).run(self.ctx)
+        with_vitals = "Vitals" in self._built
+        Op(self, _load(self.patient_id, with_vitals), name="load-chart").success(
+            self._show
+        ).failure(self._failed).finally_(self._load_done).run(self.ctx)
 
     def _load_done(self) -> None:
         self._loading = False
@@ -169,9 +179,11 @@ class ChartTab(QWidget):
         self.loading_label.setText("The chart could not be opened.")
         self.ctx.errors.show(self, error)
 
-    def _show(self, result: tuple[ChartView, list[FlowsheetColumn]]) -> None:
-        chart, self.flowsheet = result
+    def _show(self, result: tuple[ChartView, list[FlowsheetColumn] | None]) -> None:
+        chart, flowsheet = result
         self.chart = chart
+        if flowsheet is not None:
+            self.flowsheet = flowsheet
         self.title = chart.banner.name or "Unnamed patient"
         self.banner.set_banner(
             chart.banner,
@@ -179,10 +191,13 @@ class ChartTab(QWidget):
             conflicts=len(chart.conflict_ids),
             newer=len(chart.newer_on_server_ids),
         )
-        self.banner.show()
-        self.loading_label.hide()
         for name, widget in self._built.items():
             self._fill(name, widget)
+        if self.sections.isHidden():
+            self.current_section()  # the summary, unless a section key was pressed meanwhile
+            self.loading_label.hide()
+            self.banner.show()
+            self.sections.show()
         self.loaded.emit()
 
     def _changed(self, kinds: frozenset[str], patient_id: str | None) -> None:

@@ -3,25 +3,16 @@ upcoming appointments, recent notes)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QGroupBox, QHeaderView, QVBoxLayout, QWidget
 
-from desktop.services.chart import AppointmentItem, ChartView
-from desktop.services.vitals import ROW_LABELS, ROW_UNITS, FlowsheetColumn, latest_values
+from desktop.services.chart import AppointmentItem, ChartView, LatestVital
 from desktop.ui.chart import allergies, medications, notes, problems
 from desktop.ui.record_table import Column, RecordTableModel, make_table_view
 
 RECENT_NOTES = 8
-
-
-@dataclass(frozen=True)
-class LatestVital:
-    label: str
-    value: str
-    when: datetime
 
 
 def _when(value: datetime | None) -> str:
@@ -30,7 +21,7 @@ def _when(value: datetime | None) -> str:
 
 VITAL_COLUMNS: list[Column[LatestVital]] = [
     Column("Vital sign", lambda v: v.label),
-    Column("Latest", lambda v: v.value),
+    Column("Latest", lambda v: v.text),
     Column("Taken", lambda v: _when(v.when)),
 ]
 APPOINTMENT_COLUMNS: list[Column[AppointmentItem]] = [
@@ -65,20 +56,18 @@ class SummaryTab(QWidget):
             box = QGroupBox(titles[key])
             box.setObjectName(f"summary_{key}")
             view = make_table_view(model, box)
+            view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
             QVBoxLayout(box).addWidget(view)
             self.views[key] = view
             grid.addWidget(box, position // 2, position % 2)
 
-    def set_chart(self, chart: ChartView, flowsheet: list[FlowsheetColumn]) -> None:
+    def set_chart(self, chart: ChartView) -> None:
         self.models["problems"].set_records(chart.problems)
         self.models["medications"].set_records(chart.medications)
         self.models["allergies"].set_records(chart.allergies)
-        latest = latest_values(flowsheet)
-        self.models["vitals"].set_records(
-            [
-                LatestVital(ROW_LABELS[row], f"{text} {ROW_UNITS[row]}", when)
-                for row, (text, when) in latest.items()
-            ]
-        )
+        self.models["vitals"].set_records(chart.latest_vitals)
         self.models["appointments"].set_records(chart.appointments)
         self.models["notes"].set_records(chart.notes[:RECENT_NOTES])
+        self.ensurePolished()
+        for view in self.views.values():
+            view.resizeColumnsToContents()

@@ -156,7 +156,12 @@ class TrendChart(QWidget):
             path.lineTo(point)
         painter.setPen(QPen(colour, 2))
         painter.setBrush(Qt.BrushStyle.NoBrush)
+        # More points than pixels (years of readings) draw as a band: antialiasing its
+        # hundreds of overlapping segments was most of the chart's paint and shows nothing.
+        dense = len(points) > painter.device().width() / 2
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, not dense)
         painter.drawPath(path)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         # Individual markers only when they do not merge into a smear.
         if len(points) <= 120:
             painter.setBrush(colour)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QHeaderView, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QHeaderView, QLabel, QSplitter, QVBoxLayout, QWidget
 
 from desktop.services.vitals import FlowsheetColumn, trend_series
 from desktop.ui.chart.edits import save_all_new
@@ -48,6 +48,9 @@ class VitalsTab(QWidget):
             chart = TrendChart(title, unit)
             self.charts[title] = chart
             grid.addWidget(chart, position // 3, position % 3)
+        #: Shown until the readings arrive (they load when this section is first shown).
+        self.loading_label = QLabel("Loading the vital signs…")
+        self.loading_label.setProperty("role", "hint")
         self.form = VitalsEntryForm()
         self.form.submitted.connect(self.save)
         left = QSplitter(Qt.Orientation.Vertical)
@@ -59,9 +62,17 @@ class VitalsTab(QWidget):
         splitter.addWidget(self.form)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
-        QVBoxLayout(self).addWidget(splitter)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.loading_label)
+        layout.addWidget(splitter)
+
+    @property
+    def has_data(self) -> bool:
+        """The flowsheet and trends show the chart's readings (not waiting for them)."""
+        return self.loading_label.isHidden()
 
     def set_flowsheet(self, columns: list[FlowsheetColumn]) -> None:
+        self.loading_label.hide()
         self.model.set_columns(columns)
         for title, _unit, keys in TRENDS:
             self.charts[title].set_series(
