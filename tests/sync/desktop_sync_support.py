@@ -133,6 +133,14 @@ def signed_in(profile: Path, url: str, user: TestUser) -> Workstation:
     return ws
 
 
+def synced_workstation(folder: Path, url: str, user: TestUser) -> Iterator[Workstation]:
+    """Body of a module fixture: a signed-in workstation after its first sync, closed after."""
+    ws = signed_in(folder, url, user)
+    ws.sync()
+    yield ws
+    ws.close()
+
+
 def delete_locally(ws: Workstation, resource_type: str, resource_id: str) -> str:
     """A local delete as the store queues it: tombstone + outbox row, one transaction."""
     db = ws._db()

@@ -22,6 +22,7 @@ from desktop_sync_support import (
     seed_charts,
     signed_in,
     strip_meta,
+    synced_workstation,
     synthea_patients,
 )
 from identity_support import TestUser, make_user
@@ -50,20 +51,16 @@ def charts(secure_server: Any, shared_data: Path) -> Any:
 def ws_a(
     secure_server: Any, users: dict[str, TestUser], tmp_path_factory: Any, charts: Any
 ) -> Iterator[Workstation]:
-    ws = signed_in(tmp_path_factory.mktemp("ws-a"), secure_server.url, users["dr.cora"])
-    ws.sync()
-    yield ws
-    ws.close()
+    folder = tmp_path_factory.mktemp("ws-a")
+    yield from synced_workstation(folder, secure_server.url, users["dr.cora"])
 
 
 @pytest.fixture(scope="module")
 def ws_b(
     secure_server: Any, users: dict[str, TestUser], tmp_path_factory: Any, charts: Any
 ) -> Iterator[Workstation]:
-    ws = signed_in(tmp_path_factory.mktemp("ws-b"), secure_server.url, users["dr.dev"])
-    ws.sync()
-    yield ws
-    ws.close()
+    folder = tmp_path_factory.mktemp("ws-b")
+    yield from synced_workstation(folder, secure_server.url, users["dr.dev"])
 
 
 @contextmanager

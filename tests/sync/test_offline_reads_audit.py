@@ -16,7 +16,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from desktop_sync_support import LOCATION, free_port, seed_charts, signed_in, synthea_patients
+from desktop_sync_support import (
+    LOCATION,
+    free_port,
+    seed_charts,
+    synced_workstation,
+    synthea_patients,
+)
 from identity_support import TestUser, audit_rows, bearer, login, make_user
 from sqlalchemy import text
 
@@ -49,10 +55,8 @@ def charts(secure_server: Any, shared_data: Path) -> Any:
 def ws(
     secure_server: Any, users: dict[str, TestUser], tmp_path_factory: Any, charts: Any
 ) -> Iterator[Workstation]:
-    ws = signed_in(tmp_path_factory.mktemp("ws-reader"), secure_server.url, users["reader"])
-    ws.sync()
-    yield ws
-    ws.close()
+    folder = tmp_path_factory.mktemp("ws-reader")
+    yield from synced_workstation(folder, secure_server.url, users["reader"])
 
 
 @pytest.fixture(scope="module")

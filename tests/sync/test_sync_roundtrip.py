@@ -18,8 +18,8 @@ from desktop_sync_support import (
     local_state,
     seed_charts,
     server_state,
-    signed_in,
     strip_meta,
+    synced_workstation,
     synthea_patients,
     version_counts,
 )
@@ -53,20 +53,16 @@ def charts(secure_server: Any, shared_data: Path) -> Any:
 def ws_a(
     secure_server: Any, users: dict[str, TestUser], tmp_path_factory: Any, charts: Any
 ) -> Iterator[Workstation]:
-    ws = signed_in(tmp_path_factory.mktemp("ws-a"), secure_server.url, users["dr.ada"])
-    ws.sync()
-    yield ws
-    ws.close()
+    folder = tmp_path_factory.mktemp("ws-a")
+    yield from synced_workstation(folder, secure_server.url, users["dr.ada"])
 
 
 @pytest.fixture(scope="module")
 def ws_b(
     secure_server: Any, users: dict[str, TestUser], tmp_path_factory: Any, charts: Any
 ) -> Iterator[Workstation]:
-    ws = signed_in(tmp_path_factory.mktemp("ws-b"), secure_server.url, users["dr.ben"])
-    ws.sync()
-    yield ws
-    ws.close()
+    folder = tmp_path_factory.mktemp("ws-b")
+    yield from synced_workstation(folder, secure_server.url, users["dr.ben"])
 
 
 @pytest.fixture(autouse=True)
