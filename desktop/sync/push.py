@@ -35,16 +35,18 @@ def push_outbox(
     report: SyncReport,
     batch_size: int,
 ) -> None:
+    """Push the outbox in batches, each answer stored before its outbox row goes.
+
+    Conflicts the server opens get their base version when the sync reconciles
+    the review list with the server's (`desktop.sync.conflict_sync.reconcile`).
+    """
     tracker.start_push(outbox.count(db.connection()))
-    conflict_ids: list[str] = []
     while True:
         batch = outbox.pending(db.connection(), limit=batch_size)
         if not batch:
             break
-        conflict_ids += _push_batch(db, api, client_id, call, batch, report)
+        _push_batch(db, api, client_id, call, batch, report)
         tracker.pushed(len(batch))
-    if conflict_ids:
-        _fetch_conflict_bases(db, api, call, set(conflict_ids))
 
 
 def _push_batch(
@@ -54,8 +56,8 @@ def _push_batch(
     call: Callable[[Callable[[], bytes]], bytes],
     batch: Sequence[OutboxEntry],
     report: SyncReport,
-) -> list[str]:
-    """Send one batch and store its answers; returns the conflict ids the server opened.
+) -> None:
+    """Send one batch and store its answers.
 
     A batch the server refuses as a whole (HTTP 422: a change it cannot even
     parse) is split in halves until the bad change is alone; that change is
@@ -66,11 +68,12 @@ def _push_batch(
         answer = orjson.loads(call(lambda: api.sync_push(body)))
     except ValidationFailed as exc:
         if len(batch) == 1:
-            return _store_answers(db, batch, {batch[0].change_id: _refused(batch[0], exc)}, report)
+            _store_answers(db, batch, {batch[0].change_id: _refused(batch[0], exc)}, report)
+            return
         half = len(batch) // 2
-        return _push_batch(db, api, client_id, call, batch[:half], report) + _push_batch(
-            db, api, client_id, call, batch[half:], report
-        )
+        _push_batch(db, api, client_id, call, batch[:half], report)
+        _push_batch(db, api, client_id, call, batch[half:], report)
+        return
     except Forbidden as exc:
         with db.transaction() as conn:
             for entry in batch:
@@ -80,7 +83,7 @@ def _push_batch(
     missing = [e.change_id for e in batch if e.change_id not in results]
     if missing:
         raise ClinicError(f"server answered {len(results)} of {len(batch)} changes")
-    return _store_answers(db, batch, results, report)
+    _store_answers(db, batch, results, report)
 
 
 def encode_push(client_id: str, batch: Sequence[OutboxEntry]) -> bytes:
@@ -117,38 +120,36 @@ def _store_answers(
     batch: Sequence[OutboxEntry],
     results: dict[str, dict[str, Any]],
     report: SyncReport,
-) -> list[str]:
+) -> None:
     """Store every answer of a batch and drop its outbox rows: one transaction.
 
     The server versions the batch adopts are written together at the end (one
     `executemany` per table rather than a handful of statements per change).
     """
-    opened: list[str] = []
     with db.transaction() as conn:
         adopted = _Adopted(conn)
         for entry in batch:
             result = results[entry.change_id]
             outbox.remove(conn, entry.change_id)
-            opened += _store_answer(conn, entry, result, adopted)
+            _store_answer(conn, entry, result, adopted)
             report.pushed += 1
             status = result["status"]
             if status in ("applied", "merged", "conflict", "rejected"):
                 counter = "conflicts" if status == "conflict" else status
                 setattr(report, counter, getattr(report, counter) + 1)
         adopted.write()
-    return opened
 
 
 def _store_answer(
     conn: Connection, entry: OutboxEntry, result: dict[str, Any], adopted: _Adopted
-) -> list[str]:
+) -> None:
     status = result["status"]
     resource = result.get("resource")
     server_json = orjson.dumps(resource) if resource is not None else None
     version = result.get("versionId")
     if status in ("applied", "merged"):
         adopted.adopt(entry, version, resource, server_json)
-        return []
+        return
     reason = _reason(result)
     if status == "conflict":
         conflict_id = str(result.get("conflict_id") or f"conflict:{entry.change_id}")
@@ -159,14 +160,13 @@ def _store_answer(
             server_json=server_json, local_json=entry.json,
         )  # fmt: skip
         adopted.adopt(entry, version, resource, server_json)
-        return [conflict_id] if result.get("conflict_id") else []
+        return
     # rejected: the local edit stays on screen (marked unsynced) until a person decides
     conflicts.record(
         conn, conflict_id=f"rejected:{entry.change_id}", resource_type=entry.resource_type,
         resource_id=entry.id, patient_id=entry.patient_id, status="rejected", reason=reason,
         change_id=entry.change_id, local_json=entry.json,
     )  # fmt: skip
-    return []
 
 
 class _Adopted:
@@ -207,30 +207,3 @@ def _reason(result: dict[str, Any]) -> str:
         texts.append(f"{where}: {what}" if where and what else what or where)
     reason = "; ".join(dict.fromkeys(t for t in texts if t))
     return reason or f"The server answered {result['status']}."
-
-
-def _fetch_conflict_bases(
-    db: ChartDatabase,
-    api: ServerApi,
-    call: Callable[[Callable[[], Any]], Any],
-    wanted: set[str],
-) -> None:
-    """Add the base version (what this workstation edited) to conflicts just opened.
-
-    The review screen compares base, mine and theirs; only the server keeps the
-    base. Best effort: a conflict without its base is still complete enough to decide.
-    """
-    try:
-        listing = call(lambda: api.sync_conflicts("open", 1000))
-    except ClinicError as exc:
-        log.warning("could not fetch conflict details: %s", exc.detail)
-        return
-    bases = {
-        str(c["id"]): orjson.dumps(c["base_resource"])
-        for c in listing.get("conflicts", [])
-        if str(c.get("id")) in wanted and c.get("base_resource") is not None
-    }
-    if bases:
-        with db.transaction() as conn:
-            for conflict_id, base_json in bases.items():
-                conflicts.set_base(conn, conflict_id, base_json)
