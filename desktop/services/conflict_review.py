@@ -124,6 +124,15 @@ class ConflictView:
         """Decided on the server (see module doc), not on this workstation only."""
         return conflicts.on_server(self.record)
 
+    @property
+    def from_elsewhere(self) -> bool:
+        """The "mine" side was sent by another workstation (listed from the server's queue)."""
+        return _sent_from_elsewhere(self.record)
+
+
+def _sent_from_elsewhere(record: ConflictRecord) -> bool:
+    return conflicts.on_server(record) and FROM_ELSEWHERE in record.reason
+
 
 def _when(theirs: dict[str, Any] | None) -> str:
     stamp = (theirs or {}).get("meta", {}).get("lastUpdated")
@@ -151,7 +160,7 @@ def explain(record: ConflictRecord, diffs: list[FieldDiff], theirs: dict[str, An
     mine = [d for d in diffs if d.changed_by_me]
     them = [d for d in diffs if d.changed_by_them]
     both = [d for d in diffs if d.changed_by_me and d.changed_by_them and d.mine != d.theirs]
-    elsewhere = conflicts.on_server(record) and FROM_ELSEWHERE in record.reason
+    elsewhere = _sent_from_elsewhere(record)
     first = (
         f"Another workstation sent a change to the {_fields(mine)} of this {what} "
         "(shown as “Mine”)."

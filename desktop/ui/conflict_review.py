@@ -37,13 +37,18 @@ _Index = QModelIndex | QPersistentModelIndex
 BOTH_CHANGED = QColor("#ffe1dc")
 ONE_CHANGED = QColor("#fff3d6")
 HEADERS = ("Field", "Base (before both edits)", "Mine (this computer)", "Theirs (server)", "Use")
+#: The "mine" column of a conflict another workstation sent (listed from the server's queue).
+SENT_HEADER = "Mine (sent from another workstation)"
 BASE_COLUMN, MINE_COLUMN, THEIRS_COLUMN, USE_COLUMN = 1, 2, 3, 4
 
 
 class FieldDiffModel(QAbstractTableModel):
-    def __init__(self, diffs: list[FieldDiff], parent: Any = None) -> None:
+    def __init__(self, diffs: list[FieldDiff], parent: Any = None, *, sent: bool = False) -> None:
         super().__init__(parent)
         self.diffs = diffs
+        self.headers = (
+            (*HEADERS[:MINE_COLUMN], SENT_HEADER, *HEADERS[MINE_COLUMN + 1 :]) if sent else HEADERS
+        )
         # Default for a merge: the server's value, except where only I changed it.
         self.use_mine = {d.path for d in diffs if d.changed_by_me and not d.changed_by_them}
 
@@ -77,9 +82,9 @@ class FieldDiffModel(QAbstractTableModel):
         if (
             orientation == Qt.Orientation.Horizontal
             and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(HEADERS)
+            and 0 <= section < len(self.headers)
         ):
-            return HEADERS[section]
+            return self.headers[section]
         return None
 
     def toggle(self, row: int) -> None:
@@ -101,7 +106,9 @@ class ConflictReviewDialog(QDialog):
         self.explanation = QLabel(self.view_model.explanation)
         self.explanation.setObjectName("explanation")
         self.explanation.setWordWrap(True)
-        self.model = FieldDiffModel(self.view_model.diffs, self)
+        self.model = FieldDiffModel(
+            self.view_model.diffs, self, sent=self.view_model.from_elsewhere
+        )
         self.table = make_table_view(self.model, self)
         self.table.setObjectName("diffTable")
         self.table.setWordWrap(True)

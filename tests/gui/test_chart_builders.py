@@ -118,6 +118,17 @@ def test_diffs_explanation_and_merge() -> None:
     assert "frequency" not in merged["dosageInstruction"][0].get("timing", {}).get("repeat", {})
 
 
+def test_diff_table_names_the_side_another_workstation_sent(qapp: object) -> None:
+    from PySide6.QtCore import Qt
+
+    from desktop.ui.conflict_review import MINE_COLUMN, FieldDiffModel
+
+    diffs = field_diffs(_med("1 tab", 1), _med("2 tabs", 1), _med("1 tab", 2))
+    here = FieldDiffModel(diffs).headerData(MINE_COLUMN, Qt.Orientation.Horizontal)
+    sent = FieldDiffModel(diffs, sent=True).headerData(MINE_COLUMN, Qt.Orientation.Horizontal)
+    assert (here, sent) == ("Mine (this computer)", "Mine (sent from another workstation)")
+
+
 def test_flowsheet_groups_by_time_newest_first(readings) -> None:
     columns = build_flowsheet(readings)
     assert all(a.when > b.when for a, b in pairwise(columns))

@@ -127,6 +127,7 @@ def test_keep_theirs_closes_the_conflict_on_the_server_and_everywhere(
     assert "dr.dev" in seen_by_a.reason
     assert conflict_view(seen_by_a).explanation.startswith("Another workstation sent a change")
     assert conflict_view(record).explanation.startswith("You changed")
+    assert conflict_view(seen_by_a).from_elsewhere and not conflict_view(record).from_elsewhere
 
     assert ws_b.resolve_conflict(record.conflict_id, "theirs") == "resolved"
 
