@@ -33,6 +33,19 @@ class PausableProgress(SyncProgress):
 
 def describe(pulled: int, size: int, elapsed: float) -> str:
     """ "12,345 records (34.5 MB) in 1 min 20 s" for the progress dialog."""
-    minutes, seconds = divmod(int(elapsed), 60)
-    took = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-    return f"{pulled:,} records ({size / 1e6:.1f} MB) in {took}"
+    return f"{pulled:,} records ({size / 1e6:.1f} MB) in {_duration(elapsed)}"
+
+
+def describe_left(pulled: int, expected: int, seconds_left: float | None) -> str:
+    """ "12,345 of about 100,000 records, about 2 min 10 s left" while a download runs."""
+    text = f"{pulled:,} of about {max(expected, pulled):,} records"
+    if seconds_left is None:
+        return text
+    if seconds_left < 1:
+        return f"{text}, almost done"
+    return f"{text}, about {_duration(seconds_left)} left"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"

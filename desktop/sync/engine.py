@@ -154,9 +154,16 @@ def _pull(
     from 0.
     """
     stored_cursor = sync_state.cursor(db.connection())
+    asked: list[bool] = []  # the first page asks for an estimate of the rest (for the time left)
+
+    def fetch(cursor: str) -> bytes:
+        estimate = not asked
+        asked.append(True)
+        return call(partial(api.sync_pull, cursor, limit, estimate=estimate))
+
     with _gc_paused(), _checkpoints_deferred(db):
         while True:
-            with PageFeed(lambda c: call(partial(api.sync_pull, c, limit)), stored_cursor) as feed:
+            with PageFeed(fetch, stored_cursor) as feed:
                 try:
                     page = _next_page(feed, report)
                 except ValidationFailed:
@@ -175,6 +182,8 @@ def _pull(
                     report.bytes_received += page.size
                     held = report.held_for_review
                     held += [p for p in result.held_for_review if p not in held]
+                    if page.remaining is not None:
+                        tracker.expect_pull(report.pulled + page.remaining)
                     tracker.pulled(page.received, page.size)
                     if not page.has_more:
                         return

@@ -35,6 +35,8 @@ class PulledPage:
     #: Changes in the page as sent (before keeping one per resource), and its size.
     received: int
     size: int
+    #: About how many changes follow (only on a page asked for with `estimate`).
+    remaining: int | None = None
 
 
 def decode_page(raw: bytes) -> PulledPage:
@@ -59,7 +61,11 @@ class _Downloaded:
 def _prepared(downloaded: _Downloaded) -> PulledPage:
     wire = downloaded.page["changes"]
     prepared = prepare_page(RemoteChange.from_wire(c) for c in wire)
-    return PulledPage(prepared, downloaded.cursor, downloaded.has_more, len(wire), downloaded.size)
+    remaining = downloaded.page.get("remaining")
+    return PulledPage(
+        prepared, downloaded.cursor, downloaded.has_more, len(wire), downloaded.size,
+        remaining if isinstance(remaining, int) else None,
+    )  # fmt: skip
 
 
 _Item = TypeVar("_Item")

@@ -33,20 +33,30 @@ class ProgressSnapshot:
     bytes_received: int
     started: float
     elapsed: float
+    #: About how many resources this pull brings (the server's estimate), once known.
+    to_pull: int | None = None
+    #: Seconds after `started` at which the pull began.
+    pull_began: float = 0.0
 
     @property
     def seconds_left(self) -> float | None:
-        """Estimated seconds left of the push; None while unknown (a pull has no known end)."""
-        if self.phase != "push" or self.pushed == 0 or self.to_push == 0:
+        """Estimated seconds left of the push or of the pull; None while unknown."""
+        if self.phase == "push" and self.pushed and self.to_push:
+            done, total, spent = self.pushed, self.to_push, self.elapsed
+        elif self.phase == "pull" and self.pulled and self.to_pull:
+            done, total, spent = self.pulled, self.to_pull, self.elapsed - self.pull_began
+        else:
             return None
-        rate = self.pushed / max(self.elapsed, 1e-6)
-        return max(self.to_push - self.pushed, 0) / rate
+        rate = done / max(spent, 1e-6)
+        return max(total - done, 0) / rate
 
     @property
     def fraction(self) -> float | None:
-        """0..1 for a determinate bar (the push), None for a busy indicator (the pull)."""
+        """0..1 for a determinate bar, None for a busy indicator (a pull of unknown size)."""
         if self.phase == "push" and self.to_push:
             return min(self.pushed / self.to_push, 1.0)
+        if self.phase == "pull" and self.to_pull:
+            return min(self.pulled / self.to_pull, 1.0)
         if self.phase == "done":
             return 1.0
         return None
@@ -77,7 +87,14 @@ class SyncProgress:
 
     def start_pull(self) -> None:
         with self._lock:
-            self._snapshot = replace(self._snapshot, phase="pull")
+            snap = self._snapshot
+            began = time.monotonic() - snap.started
+            self._snapshot = replace(snap, phase="pull", pull_began=began)
+
+    def expect_pull(self, total: int) -> None:
+        """The server's estimate of the resources this pull brings (its first page says)."""
+        with self._lock:
+            self._snapshot = replace(self._snapshot, to_pull=max(total, self._snapshot.pulled))
 
     def pulled(self, resources: int, size: int) -> None:
         with self._lock:

@@ -10,7 +10,12 @@ from __future__ import annotations
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from desktop.services.initial_download import DownloadPaused, PausableProgress, describe
+from desktop.services.initial_download import (
+    DownloadPaused,
+    PausableProgress,
+    describe,
+    describe_left,
+)
 from desktop.ui.context import UiContext
 from desktop.ui.ops import Op
 from shared_models.errors import NetworkUnavailable
@@ -64,6 +69,12 @@ class InitialDownloadDialog(QDialog):
             self.bar.setRange(0, 100)
             self.bar.setValue(int(snap.fraction * 100))
             self.status.setText(f"Sending {snap.pushed} of {snap.to_push} local changes…")
+        elif snap.phase == "pull" and snap.fraction is not None and snap.to_pull:
+            self.bar.setRange(0, 100)
+            self.bar.setValue(int(snap.fraction * 100))
+            self.status.setText(
+                "Received " + describe_left(snap.pulled, snap.to_pull, snap.seconds_left)
+            )
         elif snap.phase == "pull":
             self.bar.setRange(0, 0)
             self.status.setText(

@@ -67,6 +67,17 @@ _BACKFILL_SQL = (
     ' AND (r.resource_type COLLATE "C", r.id COLLATE "C") > (%s, %s)'
     ' ORDER BY r.resource_type COLLATE "C", r.id COLLATE "C" LIMIT %s'
 )
+#: Estimates of what is left after a page (`estimate=true`): the backfill's patients'
+#: current resources (walking `ix_resources_scope`), and the feed's versions below the bound.
+_LEFT_IN_BACKFILL_SQL = (
+    "SELECT count(*) FROM resources r WHERE NOT r.deleted"
+    " AND coalesce(r.patient_id, '') COLLATE \"C\" = ANY(%s) AND r.resource_type = ANY(%s)"
+)
+_LEFT_IN_FEED_SQL = (
+    "SELECT count(*) FROM resource_versions v"
+    " WHERE (v.txid, v.seq) > (%s::text::xid8, %s) AND v.txid < %s::text::xid8"
+    " AND coalesce(v.patient_id, '') = ANY(%s) AND v.resource_type = ANY(%s)"
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ class PullPage:
     changes: list[tuple[dict[str, Any], str | None]]
     cursor: str
     has_more: bool
+    #: About how many changes are left after this page (only when asked for).
+    remaining: int | None = None
 
     def render(self) -> bytes:
         """The contract's JSON, splicing stored resources in without re-parsing them."""
@@ -86,7 +99,10 @@ class PullPage:
                 parts.append(head)
             else:
                 parts.append(head[:-1] + b',"resource":' + resource_json.encode() + b"}")
-        tail = orjson.dumps({"cursor": self.cursor, "has_more": self.has_more})
+        end: dict[str, Any] = {"cursor": self.cursor, "has_more": self.has_more}
+        if self.remaining is not None:
+            end["remaining"] = self.remaining
+        tail = orjson.dumps(end)
         return b'{"changes":[' + b",".join(parts) + b"]," + tail[1:]
 
 
@@ -98,8 +114,14 @@ def pull(
     audit: AuditSink,
     cursor: str,
     limit: int = DEFAULT_PULL_LIMIT,
+    estimate: bool = False,
 ) -> PullPage:
-    """One page of changes after `cursor` for the caller's scope."""
+    """One page of changes after `cursor` for the caller's scope.
+
+    With `estimate`, the page also says about how many changes are left after
+    it (two counts over indexes), so a workstation can show the time left of
+    an initial download; it asks once per sync, on its first page.
+    """
     limit = max(1, min(limit, MAX_PULL_LIMIT))
     conn = _conn(session)
     key = cursor_key(conn)
@@ -124,11 +146,12 @@ def pull(
           "deleted": False, "out_of_scope": True}, None)
         for pid in sorted(removed - {_SHARED})
     ]  # fmt: skip
+    added: list[str] = []
     if state.target is not None:
         # A backfill runs to its end even if the scope moves meanwhile (no restart, so
         # it always finishes); patients who left are skipped now and told afterwards.
-        added = (_load_scope(conn, state.target) - old) & now
-        rows, state = _backfill(conn, state, sorted(added), types, limit)
+        added = sorted((_load_scope(conn, state.target) - old) & now)
+        rows, state = _backfill(conn, state, added, types, limit)
         has_more = True
     else:
         rows, state, has_more = _feed(conn, state, sorted(now), types, bound, limit)
@@ -138,7 +161,8 @@ def pull(
         session, ctx, action="sync-pull", outcome="success", patient_ids=patients,
         detail={"count": len(changes)},
     )  # fmt: skip
-    return PullPage(changes, encode_cursor(key, ctx.username, state), has_more)
+    remaining = _remaining(conn, state, added, sorted(now), types, bound) if estimate else None
+    return PullPage(changes, encode_cursor(key, ctx.username, state), has_more, remaining)
 
 
 def readable_types(session: Session, ctx: RequestContext, guard: AccessGuard) -> list[str]:
@@ -228,6 +252,28 @@ def _backfill(
         return rows, replace(state, after=after)
     assert state.target is not None
     return rows, replace(state, scope=state.target, target=None, after=None)
+
+
+def _remaining(
+    conn: Connection[Any],
+    state: CursorState,
+    added: list[str],
+    scope: list[str],
+    types: list[str],
+    bound: int,
+) -> int:
+    """About how many changes follow the page that left the cursor at `state`.
+
+    An estimate: the patient a backfill is in the middle of counts whole, and
+    versions committed after this request are not counted.
+    """
+    left = 0
+    if state.after is not None:  # still backfilling: the added patients from the current one
+        pending = [p for p in added if p >= state.after[0]]
+        row = conn.execute(_LEFT_IN_BACKFILL_SQL, (pending, types)).fetchone()
+        left += int(row[0]) if row else 0
+    row = conn.execute(_LEFT_IN_FEED_SQL, (state.txid, state.seq, bound, scope, types)).fetchone()
+    return left + (int(row[0]) if row else 0)
 
 
 def _change(row: tuple[Any, ...]) -> tuple[dict[str, Any], str | None]:

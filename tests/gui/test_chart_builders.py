@@ -139,7 +139,12 @@ def test_flowsheet_groups_by_time_newest_first(readings) -> None:
 
 
 def test_pausing_the_initial_download_stops_after_the_stored_page() -> None:
-    from desktop.services.initial_download import DownloadPaused, PausableProgress, describe
+    from desktop.services.initial_download import (
+        DownloadPaused,
+        PausableProgress,
+        describe,
+        describe_left,
+    )
 
     progress = PausableProgress()
     progress.start_push(0)
@@ -151,3 +156,8 @@ def test_pausing_the_initial_download_stops_after_the_stored_page() -> None:
     snap = progress.latest()
     assert snap.pulled == 1000 and snap.bytes_received == 2_000_000
     assert describe(12_345, 34_500_000, 80) == "12,345 records (34.5 MB) in 1 min 20 s"
+    assert describe_left(12_345, 100_000, 130.4) == (
+        "12,345 of about 100,000 records, about 2 min 10 s left"
+    )
+    assert describe_left(100_100, 100_000, 0.2) == "100,100 of about 100,100 records, almost done"
+    assert describe_left(10, 100, None) == "10 of about 100 records"

@@ -98,10 +98,13 @@ class SyncClient:
         self.workstation = workstation
         self.headers = bearer(login(self.http, user, workstation)["access_token"])
 
-    def pull(self, cursor: str = "0", limit: int = 500) -> httpx.Response:
-        return self.http.get(
-            "/sync/pull", params={"cursor": cursor, "limit": limit}, headers=self.headers
-        )
+    def pull(
+        self, cursor: str = "0", limit: int = 500, *, estimate: bool = False
+    ) -> httpx.Response:
+        params: dict[str, Any] = {"cursor": cursor, "limit": limit}
+        if estimate:
+            params["estimate"] = "true"
+        return self.http.get("/sync/pull", params=params, headers=self.headers)
 
     def pull_all(self, cursor: str = "0", limit: int = 500) -> tuple[list[dict[str, Any]], str]:
         """Every page until `has_more` is false: the changes in order, and the last cursor."""

@@ -94,5 +94,10 @@ def test_progress_snapshots_for_a_polling_gui() -> None:
     progress.pulled(2000, 1_500_000)
     snap = progress.latest()
     assert (snap.pulled, snap.bytes_received, snap.fraction) == (2000, 1_500_000, None)
+    assert snap.seconds_left is None  # a pull of unknown size: a busy indicator
+    progress.expect_pull(8000)  # the server's estimate, from the first page
+    snap = progress.latest()
+    assert (snap.to_pull, snap.fraction) == (8000, 0.25)
+    assert snap.seconds_left is not None and snap.seconds_left > 0
     progress.finish(ok=True)
     assert progress.latest().fraction == 1.0 and progress.latest().phase == "done"

@@ -18,6 +18,7 @@ from desktop_sync_support import (
     local_state,
     seed_charts,
     server_state,
+    signed_in,
     strip_meta,
     synced_workstation,
     synthea_patients,
@@ -321,3 +322,37 @@ def test_a_chart_with_an_unsynced_change_goes_to_review_not_to_the_bin(
     assert goal_id in _chart_ids(ws_a, leaving)  # nothing purged while the edit waits
     assert [e.change_id for e in ws_a.list_pending_changes()] == [change_id]
     assert [c.status for c in ws_a.list_conflicts() if c.patient_id == leaving] == ["out_of_scope"]
+
+
+class _Recorder(SyncProgress):
+    """Keeps the snapshot after each stored page, as the GUI's timer would see it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    def pulled(self, resources: int, size: int) -> None:
+        super().pulled(resources, size)
+        self.seen.append(self.latest())
+
+
+def test_initial_download_knows_its_size_and_time_left(
+    secure_server: Any, users: dict[str, TestUser], charts: Any, tmp_path: Path
+) -> None:
+    ws = signed_in(tmp_path / "fresh", secure_server.url, users["dr.ben"])
+    try:
+        progress = _Recorder()
+        report = engine.run_sync(
+            ws._db(), ws._authed_api(), workstation_id=ws.workstation_id,
+            progress=progress, page_limit=4,
+        )  # fmt: skip
+    finally:
+        ws.close()
+    assert report.pages == len(progress.seen) > 3
+    first, last = progress.seen[0], progress.seen[-1]
+    assert first.to_pull is not None and first.to_pull >= report.pulled  # never undercounts
+    assert first.fraction is not None and 0 < first.fraction < 1
+    assert first.seconds_left is not None and first.seconds_left > 0
+    assert last.pulled == report.pulled <= first.to_pull
+    fractions = [snap.fraction for snap in progress.seen]
+    assert fractions == sorted(fractions)

@@ -187,3 +187,41 @@ def test_a_scope_change_during_the_first_download_is_caught_up_after_it(
         assert desk.pull_all(cursor)[0] == []
     finally:
         desk.close()
+
+
+def test_estimate_says_about_how_much_is_left(server: Any, clinic: Clinic) -> None:
+    """`estimate=true` (asked once per sync, for the time left of a download) never undercounts.
+
+    It may overcount by the resources of the patient a page stopped in the middle of.
+    """
+    nurse = signed_in(server, "nurse", ["loc-main"])
+    try:
+        pages, cursor = [], "0"
+        while True:
+            page = nurse.pull(cursor, limit=5, estimate=True).json()
+            pages.append(page)
+            cursor = page["cursor"]
+            if not page["has_more"]:
+                break
+        changes = [c for p in pages for c in p["changes"]]
+        per_owner: dict[str | None, int] = {}
+        for change in changes:
+            owner = _owner((change["resourceType"], change["id"]), change["resource"])
+            per_owner[owner] = per_owner.get(owner, 0) + 1
+        delivered = 0
+        for page in pages:
+            delivered += len(page["changes"])
+            left = len(changes) - delivered
+            assert left <= page["remaining"] <= left + max(per_owner.values())
+        assert pages[-1]["remaining"] == 0
+        assert "remaining" not in nurse.pull(cursor).json()  # only when asked
+
+        patient_id = next(c["id"] for c in changes if c["resourceType"] == "Patient")
+        patient = copy.deepcopy(clinic.resources[("Patient", patient_id)])
+        for gender in ("unknown", "other", "female"):
+            patient["gender"] = gender
+            write_as_system(server.engine, patient)
+        first = nurse.pull(cursor, limit=1, estimate=True).json()
+        assert (len(first["changes"]), first["remaining"]) == (1, 2)
+    finally:
+        nurse.close()
