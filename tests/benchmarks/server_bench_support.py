@@ -56,6 +56,7 @@ def served(database_url: str, data_dir: Path, port: int, workers: int = 2) -> It
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("ehr-server serve did not start")
             time.sleep(0.3)
+        _wait_until_idle(port)
         yield base
     finally:
         process.send_signal(signal.SIGTERM)
@@ -63,6 +64,22 @@ def served(database_url: str, data_dir: Path, port: int, workers: int = 2) -> It
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _wait_until_idle(port: int, timeout: float = 60.0) -> None:
+    """Wait until the server's processes are nearly idle, so a figure is the steady state.
+
+    Each worker builds the validators of every resource type in a background
+    thread after it starts serving (a few seconds of CPU): a load started at
+    once would share the cores with that one-off work.
+    """
+    pids = _server_pids(port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = _cpu_seconds(pids)
+        time.sleep(0.5)
+        if _cpu_seconds(pids) - before < 0.05:  # under 10 % of one core
+            return
 
 
 def sign_in(base: str, username: str, totp_secret: str) -> str:

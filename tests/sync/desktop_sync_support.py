@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import keyring
@@ -221,7 +221,7 @@ class ServerProcess:
         raise RuntimeError("server did not start")
 
     @classmethod
-    def on(cls, database_url: str, engine: Engine, data_dir: Path) -> ServerProcess:
+    def on(cls, database_url: str, engine: Engine, data_dir: Path) -> Self:
         """A server for a migrated database, on a free port (not started yet)."""
         port = free_port()
         env = {**os.environ, "DATABASE_URL": database_url, "EHR_DATA_DIR": str(data_dir)}
