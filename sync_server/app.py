@@ -10,13 +10,13 @@ import gc
 import threading
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 from sqlalchemy import Engine
 
 from shared_models.fhir_validation import warm_validators
 from sync_server.api import access_log, admin, auth, fhir, health, scheduling, smart, sync
 from sync_server.api.errors import install_error_handlers
 from sync_server.api.metrics import install_metrics
+from sync_server.api.responses import OrjsonResponse
 from sync_server.api.updates import updates_router
 from sync_server.config import Settings
 from sync_server.db.engine import make_engine, make_sessionmaker
@@ -33,7 +33,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(
         title="Clinic FHIR R4 sync server",
         version=fhir.SOFTWARE_VERSION,
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
     app.state.engine = engine
