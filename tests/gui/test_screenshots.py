@@ -1,12 +1,15 @@
-"""Render every main screen with demo data and save it to docs/screenshots/.
+"""Render every main screen with demo data and save it as PNG.
 
 The demo profile is the real encrypted store holding Synthea patients, two years
 of vitals and today's clinic; a conflict is recorded the way the sync engine
-records one. Each screen is checked for what it must show, then saved.
+records one. Each screen is checked for what it must show, then saved: to the
+test's temporary folder, or with `UPDATE_SCREENSHOTS=1` to docs/screenshots/
+(the pictures in the README), so an ordinary test run leaves the tree clean.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -26,13 +29,26 @@ from desktop.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 WAIT = 10_000
+_shots: list[Path] = []  # where `save` writes, set per module by `shots_dir`
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = (
+        DOCS_SHOTS
+        if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+        else (tmp_path_factory.mktemp("screenshots"))
+    )
+    _shots[:] = [folder]
+    return folder
 
 
 def save(widget, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
+    folder = _shots[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     assert widget.grab().save(str(path))
     assert path.stat().st_size > 10_000
     return path
