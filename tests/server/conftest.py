@@ -4,7 +4,10 @@
 HTTP). The session-wide `live_server` serves a shared database in demo mode;
 modules that need a database of their own (the big import round trip) build one
 with `server_for_new_database()`. Tests talk to it with `fhir_client`, the one
-place that knows how a test request is authenticated.
+place that knows how a test request is authenticated. Modules where every
+request must sign in use `server` (a live server of their own, `secure_server`
+from identity_support) and, for the location rules, `sites`: the two-site
+clinic seeded on it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
+import identity_support
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from identity_support import TwoSites, seed_two_sites
 from sqlalchemy import Engine
 
 from sync_server.api.deps import get_request_context
@@ -117,3 +124,18 @@ def client_for(server: LiveServer) -> httpx.Client:
 def fhir_client(live_server: LiveServer) -> Iterator[httpx.Client]:
     with client_for(live_server) as client:
         yield client
+
+
+#: A live server on a fresh database where every request must sign in (one per module).
+secure_server = identity_support.secure_server
+
+
+@pytest.fixture(scope="module")
+def server(secure_server: Any) -> Any:
+    """The module's signed-in-only live server (`identity_support.secure_server`)."""
+    return secure_server
+
+
+@pytest.fixture(scope="module")
+def sites(server: Any, shared_data: Path) -> TwoSites:
+    return seed_two_sites(server, shared_data)

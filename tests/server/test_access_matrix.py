@@ -23,7 +23,6 @@ from identity_support import (
     bearer,
     login,
     make_user,
-    secure_server,  # noqa: F401 - fixture
     system_repository,
 )
 from sqlalchemy.orm import Session
@@ -136,11 +135,6 @@ class World:
             system_repository(session).write_many(writes)
             session.commit()
         return ids
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
-    return secure_server
 
 
 @pytest.fixture(scope="module")

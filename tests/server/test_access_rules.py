@@ -8,27 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from identity_support import (
     TwoSites,
     audit_rows,
     bearer,
     login,
     make_user,
-    secure_server,  # noqa: F401 - fixture
-    seed_two_sites,
 )
 from sqlalchemy import text
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
-    return secure_server
-
-
-@pytest.fixture(scope="module")
-def sites(server: Any, shared_data: Path) -> TwoSites:
-    return seed_two_sites(server, shared_data)
 
 
 def _fhir(server: Any, user: Any) -> httpx.Client:

@@ -14,16 +14,10 @@ from identity_support import (
     bearer,
     login,
     make_user,
-    secure_server,  # noqa: F401 - fixture
     seed_two_sites,
 )
 
 from shared_models.fhir_validation import validate_resource
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
-    return secure_server
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,8 @@ from identity_support import (
     login,
     make_user,
     read_ndjson,
-    secure_server,  # noqa: F401 - fixture
     seed_two_sites,
 )
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
-    return secure_server
 
 
 def _phi(patient: dict[str, Any]) -> set[str]:

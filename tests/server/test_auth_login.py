@@ -15,14 +15,8 @@ from identity_support import (
     identity_of,
     login,
     make_user,
-    secure_server,  # noqa: F401 - fixture
 )
 from sqlalchemy import text
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
-    return secure_server
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ connections a read used still give writes their transaction.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,20 +21,8 @@ from identity_support import (
     bearer,
     login,
     make_user,
-    secure_server,  # noqa: F401 - fixture
-    seed_two_sites,
 )
 from sqlalchemy import text
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
-    return secure_server
-
-
-@pytest.fixture(scope="module")
-def sites(server: Any, shared_data: Path) -> TwoSites:
-    return seed_two_sites(server, shared_data)
 
 
 @pytest.fixture(scope="module")

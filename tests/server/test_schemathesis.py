@@ -13,7 +13,6 @@ from identity_support import (
     bearer,
     login,
     make_user,
-    secure_server,  # noqa: F401 - fixture
 )
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
@@ -22,7 +21,7 @@ MAX_EXAMPLES = 3
 
 
 @pytest.fixture(scope="module")
-def signed_in(secure_server: Any) -> dict[str, str]:  # noqa: F811 - the imported fixture
+def signed_in(secure_server: Any) -> dict[str, str]:
     """A user who reaches every route: clinician and admin at once."""
     user = make_user(secure_server, "fuzz.user", ["physician", "admin"], ["loc-fuzz"])
     with httpx.Client(base_url=secure_server.url) as client:
@@ -47,7 +46,7 @@ def _fuzz(operation: Any, headers: dict[str, str]) -> None:
     run()
 
 
-def test_openapi_contract(secure_server: Any, signed_in: dict[str, str]) -> None:  # noqa: F811
+def test_openapi_contract(secure_server: Any, signed_in: dict[str, str]) -> None:
     schema = schemathesis.openapi.from_url(f"{secure_server.url}/openapi.json")
     failures: list[str] = []
     tested = 0

@@ -16,8 +16,6 @@ from identity_support import (
     bearer,
     login,
     make_user,
-    secure_server,  # noqa: F401 - fixture
-    seed_two_sites,
 )
 
 from sync_server.services.smart import pkce_challenge
@@ -26,19 +24,9 @@ REDIRECT = "http://127.0.0.1:9/callback"
 
 
 @pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:  # noqa: F811 - the imported fixture
-    return secure_server
-
-
-@pytest.fixture(scope="module")
 def client(server: Any) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def sites(server: Any, shared_data: Path) -> TwoSites:
-    return seed_two_sites(server, shared_data)
 
 
 @pytest.fixture(scope="module")

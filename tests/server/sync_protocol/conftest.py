@@ -11,17 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import identity_support
 import pytest
 from sync_support import Clinic, SyncClient, seed_clinic, signed_in
-
-#: A live server on a fresh database where every request must sign in.
-secure_server = identity_support.secure_server
-
-
-@pytest.fixture(scope="module")
-def server(secure_server: Any) -> Any:
-    return secure_server
 
 
 @pytest.fixture(scope="module")
