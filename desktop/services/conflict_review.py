@@ -20,7 +20,7 @@ Changes only this workstation knows about:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -35,6 +35,7 @@ from desktop.store.conflicts import ConflictRecord
 from desktop.store.database import ChartDatabase
 from desktop.sync.conflict_sync import FROM_ELSEWHERE
 from shared_models.fhir_validation import validate_resource
+from shared_models.risk import RESOLVER_ROLES, classify_conflict, may_resolve
 
 #: Bookkeeping elements a person never needs to compare.
 IGNORED_ROOTS = ("meta", "text", "id", "resourceType")
@@ -180,6 +181,25 @@ def explain(record: ConflictRecord, diffs: list[FieldDiff], theirs: dict[str, An
         lines.append(record.reason if elsewhere else f"Server: {record.reason}")
     lines.append("Nothing is lost: both versions stay in the record's history.")
     return " ".join(lines)
+
+
+#: The roles that may decide a conflict, in the words the review dialog uses.
+_ROLE_WORDS = {"physician": "a physician", "nurse": "a nurse", "front_desk": "front-desk staff"}
+
+
+def decider_needed(record: ConflictRecord, roles: Iterable[str] | None) -> str | None:
+    """Who must decide a conflict of the server's queue that these roles may not, in words.
+
+    None when the roles may decide it (or are unknown: the server then decides),
+    and for conflicts of this workstation only. The review route follows from
+    the resource type alone as far as roles go (`shared_models.risk`): a
+    medication or allergy conflict needs a prescriber, as on the server.
+    """
+    route = classify_conflict(record.resource_type, ())
+    if roles is None or not conflicts.on_server(record) or may_resolve(route, roles):
+        return None
+    allowed = sorted(RESOLVER_ROLES[route])
+    return " or ".join(_ROLE_WORDS.get(role, role) for role in allowed)
 
 
 def conflict_view(record: ConflictRecord) -> ConflictView:

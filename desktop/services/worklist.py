@@ -13,6 +13,7 @@ import orjson
 
 from desktop.store import conflicts, outbox, resources
 from desktop.store.database import Connection
+from shared_models.risk import ReviewRoute, classify_conflict
 
 TYPE_WORDS = {
     "AllergyIntolerance": "Allergy",
@@ -55,6 +56,8 @@ def build_worklist(conn: Connection) -> list[WorkItem]:
         what = TYPE_WORDS.get(record.resource_type, record.resource_type)
         refused = record.status != "conflict"
         problem = "not accepted by the server" if refused else "changed in two places"
+        if not refused and classify_conflict(record.resource_type, ()) == ReviewRoute.PRESCRIBER:
+            problem += " (a physician decides)"
         items.append(
             WorkItem(
                 kind="refused" if refused else "conflict",

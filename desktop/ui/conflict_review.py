@@ -28,7 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.services.conflict_review import ConflictView, FieldDiff, build_merged, conflict_view
+from desktop.services.conflict_review import (
+    ConflictView,
+    FieldDiff,
+    build_merged,
+    conflict_view,
+    decider_needed,
+)
 from desktop.ui.context import UiContext
 from desktop.ui.ops import Op
 from desktop.ui.record_table import make_table_view
@@ -143,6 +149,20 @@ class ConflictReviewDialog(QDialog):
                 self.mine_button.setText("Keep &my deletion")
             else:
                 self.mine_button.setEnabled(False)
+        #: Set when this user's role may not decide it (a nurse and a medication conflict).
+        self.decider = decider_needed(record, getattr(ctx.user, "roles", None))
+        self.decider_note = QLabel(
+            f"Only {self.decider} can decide this conflict. It stays in the review queue for "
+            "them; you can still compare both versions here."
+        )
+        self.decider_note.setObjectName("deciderNote")
+        self.decider_note.setProperty("role", "pending")
+        self.decider_note.setWordWrap(True)
+        self.decider_note.setVisible(self.decider is not None)
+        if self.decider is not None:
+            for button in (self.theirs_button, self.mine_button, self.merged_button):
+                button.setEnabled(False)
+            cancel.setText("Close")
         buttons = QHBoxLayout()
         buttons.addWidget(self.theirs_button)
         buttons.addWidget(self.mine_button)
@@ -151,6 +171,7 @@ class ConflictReviewDialog(QDialog):
         buttons.addWidget(cancel)
         layout = QVBoxLayout(self)
         layout.addWidget(self.explanation)
+        layout.addWidget(self.decider_note)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.show_base)
         layout.addWidget(legend)
