@@ -13,6 +13,7 @@ clinic seeded on it.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import identity_support
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from identity_support import TwoSites, seed_two_sites
 from sqlalchemy import Engine
 
 from sync_server.api.deps import get_request_context
@@ -34,6 +33,12 @@ from sync_server.app import create_app
 from sync_server.config import Settings
 from sync_server.db.engine import make_engine, migrate
 from sync_server.services.context import RequestContext
+
+# This folder's helpers, also when this file is imported as `tests.server.conftest`.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import identity_support
+from identity_support import TwoSites, seed_two_sites
 
 
 @dataclass
