@@ -8,6 +8,8 @@ side can grow the protocol.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal, Self
 
@@ -20,6 +22,17 @@ MAX_PULL_LIMIT = 5000
 DEFAULT_PULL_LIMIT = 500
 #: The cursor of a workstation's first pull.
 INITIAL_CURSOR = "0"
+
+
+def conflict_digest(conflict_ids: Iterable[str]) -> str:
+    """A fingerprint of a set of open conflict ids, computed the same way on both sides.
+
+    The last page of a pull carries the server's (`open_conflicts`) for the
+    conflicts its caller may see; a workstation whose own open list has the
+    same fingerprint skips listing the queue (`GET /sync/conflicts`).
+    """
+    return hashlib.sha256("\n".join(sorted(conflict_ids)).encode()).hexdigest()[:32]
+
 
 PushStatus = Literal["applied", "merged", "conflict", "rejected"]
 Resolution = Literal["keep_server", "keep_mine", "merged"]
@@ -76,6 +89,9 @@ class PushResult(_Message):
     conflict_id: str | None = None
     #: OperationOutcome issue entries (severity, code, diagnostics, expression).
     issues: list[dict[str, Any]] = Field(default_factory=list)
+    #: On a conflict: the base version the change was made on, as the review queue
+    #: holds it (None when the change named none), so the conflict is stored whole.
+    base_resource: dict[str, Any] | None = None
 
 
 class PushResponse(_Message):

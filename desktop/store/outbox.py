@@ -101,6 +101,12 @@ def has_pending(conn: Connection, resource_type: str, resource_id: str) -> bool:
     return row is not None
 
 
+def pending_keys(conn: Connection) -> set[tuple[str, str]]:
+    """(type, id) of every resource with a change still queued: one scan for a whole batch,
+    where `has_pending` per resource scans the (unindexed) outbox each time."""
+    return {(r[0], r[1]) for r in conn.execute("SELECT resource_type, id FROM outbox").fetchall()}
+
+
 def record_failure(conn: Connection, change_id: str, reason: str) -> None:
     conn.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE change_id = ?",

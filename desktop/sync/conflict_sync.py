@@ -19,7 +19,9 @@
   local ones the server no longer has open (resolved elsewhere) close, and the
   server's conflicts this workstation has not seen are added, so the list a
   person sees matches the server's queue; a conflict stored without its base
-  version (what both sides edited) gets it here.
+  version (what both sides edited) gets it here. The pull's last page carries
+  a fingerprint of that queue: when the local open list has the same one, the
+  lists already match and nothing is listed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from shared_models.errors import (
     ValidationFailed,
     VersionConflict,
 )
+from shared_models.sync_messages import conflict_digest
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +168,20 @@ def _requeue(conn: Connection, record: ConflictRecord, chosen: dict[str, Any]) -
     )  # fmt: skip
 
 
-def reconcile(db: ChartDatabase, api: ServerApi, call: Call) -> None:
+def reconcile(
+    db: ChartDatabase, api: ServerApi, call: Call, *, server_digest: str | None = None
+) -> None:
     """Make the open local conflicts match the server's open queue for this user.
+
+    `server_digest` is the queue's fingerprint from the pull's last page: when
+    the local open list has the same one, the lists already match and the queue
+    is not listed.
 
     Best effort (a sync step): a failure other than the network is logged, and
     the next sync tries again.
     """
+    if server_digest is not None and _in_step(db.connection(), server_digest):
+        return
     try:
         listing = call(lambda: api.sync_conflicts("open", LIST_LIMIT))
     except NetworkUnavailable:
@@ -202,6 +213,16 @@ def reconcile(db: ChartDatabase, api: ServerApi, call: Call) -> None:
                 and item.get("base_resource") is not None
             ):
                 conflicts.set_base(conn, conflict_id, orjson.dumps(item["base_resource"]))
+
+
+def _in_step(conn: Connection, server_digest: str) -> bool:
+    """The local open list has the server's queue's fingerprint.
+
+    A conflict this workstation's push opened came with its base version in
+    the push answer, so one stored without a base has none on the server either.
+    """
+    mine = (r.conflict_id for r in conflicts.open_conflicts(conn) if conflicts.on_server(r))
+    return conflict_digest(mine) == server_digest
 
 
 def _add(conn: Connection, item: dict[str, Any]) -> None:

@@ -107,8 +107,8 @@ def run_sync(
                 db, api, workstation_id, call, tracker, report, min(batch_size, MAX_PUSH_CHANGES)
             )
             tracker.start_pull()
-            _pull(db, api, call, tracker, report, page_limit)
-            reconcile(db, api, call)
+            queue_digest = _pull(db, api, call, tracker, report, page_limit)
+            reconcile(db, api, call, server_digest=queue_digest)
             if username:  # offline chart reads of the signed-in user, to the audit trail
                 send_access_log(db, api, call, workstation_id=workstation_id, username=username)
         except NetworkUnavailable:
@@ -145,8 +145,10 @@ def _pull(
     tracker: SyncProgress,
     report: SyncReport,
     limit: int,
-) -> None:
+) -> str | None:
     """Pull pages until the server has no more, each stored with its cursor in one transaction.
+
+    Returns the last page's fingerprint of the server's open conflicts (if sent).
 
     `PageFeed` workers download and prepare the next pages while this thread
     stores the current one (they are the only users of `api` meanwhile). A
@@ -186,7 +188,7 @@ def _pull(
                         tracker.expect_pull(report.pulled + page.remaining)
                     tracker.pulled(page.received, page.size)
                     if not page.has_more:
-                        return
+                        return page.open_conflicts
                     page = _next_page(feed, report)
 
 

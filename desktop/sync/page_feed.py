@@ -37,6 +37,8 @@ class PulledPage:
     size: int
     #: About how many changes follow (only on a page asked for with `estimate`).
     remaining: int | None = None
+    #: On the last page: the fingerprint of the server's open conflicts for this user.
+    open_conflicts: str | None = None
 
 
 def decode_page(raw: bytes) -> PulledPage:
@@ -61,10 +63,11 @@ class _Downloaded:
 def _prepared(downloaded: _Downloaded) -> PulledPage:
     wire = downloaded.page["changes"]
     prepared = prepare_page(RemoteChange.from_wire(c) for c in wire)
-    remaining = downloaded.page.get("remaining")
+    remaining, digest = downloaded.page.get("remaining"), downloaded.page.get("open_conflicts")
     return PulledPage(
         prepared, downloaded.cursor, downloaded.has_more, len(wire), downloaded.size,
         remaining if isinstance(remaining, int) else None,
+        digest if isinstance(digest, str) else None,
     )  # fmt: skip
 
 

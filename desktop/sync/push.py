@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -25,6 +26,9 @@ from shared_models.errors import ClinicError, Forbidden, ValidationFailed
 
 log = logging.getLogger(__name__)
 
+#: A batch's answers by change id.
+Results = dict[str, dict[str, Any]]
+
 
 def push_outbox(
     db: ChartDatabase,
@@ -37,16 +41,53 @@ def push_outbox(
 ) -> None:
     """Push the outbox in batches, each answer stored before its outbox row goes.
 
-    Conflicts the server opens get their base version when the sync reconciles
-    the review list with the server's (`desktop.sync.conflict_sync.reconcile`).
+    Pipelined: the next batch goes out as soon as the server has answered this
+    one (so the server still applies the batches one after the other, in outbox
+    order), and this one's answers are stored while the server works on it.
+    A conflict the server opens is stored whole from its answer (server, local
+    and base versions); one answered without its base (an older server) gets it
+    when the sync reconciles the review list (`desktop.sync.conflict_sync.reconcile`).
     """
     tracker.start_push(outbox.count(db.connection()))
-    while True:
-        batch = outbox.pending(db.connection(), limit=batch_size)
-        if not batch:
-            break
-        _push_batch(db, api, client_id, call, batch, report)
-        tracker.pushed(len(batch))
+    batch = outbox.pending(db.connection(), limit=batch_size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-push") as sender:
+        answer = sender.submit(_send, api, client_id, call, batch) if batch else None
+        while answer is not None:
+            try:
+                results: Results | None = answer.result()
+            except (ValidationFailed, Forbidden):
+                results = None  # sent again on this thread, which splits or records it
+                _push_batch(db, api, client_id, call, batch, report)
+            following = _following(db, batch, batch_size)
+            answer = sender.submit(_send, api, client_id, call, following) if following else None
+            if results is not None:
+                _store_answers(db, batch, results, report)
+            tracker.pushed(len(batch))
+            batch = following
+
+
+def _following(
+    db: ChartDatabase, batch: Sequence[OutboxEntry], batch_size: int
+) -> list[OutboxEntry]:
+    """The batch after `batch` (whose rows may still be queued: its answers are not stored)."""
+    queued = outbox.pending(db.connection(), limit=len(batch) + batch_size)
+    return [e for e in queued if e.seq > batch[-1].seq][:batch_size]
+
+
+def _send(
+    api: ServerApi,
+    client_id: str,
+    call: Callable[[Callable[[], bytes]], bytes],
+    batch: Sequence[OutboxEntry],
+) -> Results:
+    """The server's answers to one batch, by change id (every change answered)."""
+    body = encode_push(client_id, batch)
+    answer = orjson.loads(call(lambda: api.sync_push(body)))
+    results = {str(r["change_id"]): r for r in answer["results"]}
+    missing = [e.change_id for e in batch if e.change_id not in results]
+    if missing:
+        raise ClinicError(f"server answered {len(results)} of {len(batch)} changes")
+    return results
 
 
 def _push_batch(
@@ -63,9 +104,8 @@ def _push_batch(
     parse) is split in halves until the bad change is alone; that change is
     then stored as rejected, so one malformed row never blocks the queue.
     """
-    body = encode_push(client_id, batch)
     try:
-        answer = orjson.loads(call(lambda: api.sync_push(body)))
+        results = _send(api, client_id, call, batch)
     except ValidationFailed as exc:
         if len(batch) == 1:
             _store_answers(db, batch, {batch[0].change_id: _refused(batch[0], exc)}, report)
@@ -79,10 +119,6 @@ def _push_batch(
             for entry in batch:
                 outbox.record_failure(conn, entry.change_id, "not allowed: " + exc.user_message)
         raise
-    results = {str(r["change_id"]): r for r in answer["results"]}
-    missing = [e.change_id for e in batch if e.change_id not in results]
-    if missing:
-        raise ClinicError(f"server answered {len(results)} of {len(batch)} changes")
     _store_answers(db, batch, results, report)
 
 
@@ -118,7 +154,7 @@ def _refused(entry: OutboxEntry, exc: ValidationFailed) -> dict[str, Any]:
 def _store_answers(
     db: ChartDatabase,
     batch: Sequence[OutboxEntry],
-    results: dict[str, dict[str, Any]],
+    results: Results,
     report: SyncReport,
 ) -> None:
     """Store every answer of a batch and drop its outbox rows: one transaction.
@@ -127,10 +163,11 @@ def _store_answers(
     `executemany` per table rather than a handful of statements per change).
     """
     with db.transaction() as conn:
-        adopted = _Adopted(conn)
+        for entry in batch:
+            outbox.remove(conn, entry.change_id)
+        adopted = _Adopted(conn, batch)
         for entry in batch:
             result = results[entry.change_id]
-            outbox.remove(conn, entry.change_id)
             _store_answer(conn, entry, result, adopted)
             report.pushed += 1
             status = result["status"]
@@ -153,11 +190,13 @@ def _store_answer(
     reason = _reason(result)
     if status == "conflict":
         conflict_id = str(result.get("conflict_id") or f"conflict:{entry.change_id}")
+        base = result.get("base_resource")  # an older server answers without it
         conflicts.record(
             conn, conflict_id=conflict_id, resource_type=entry.resource_type,
             resource_id=entry.id, patient_id=entry.patient_id, status="conflict",
             reason=reason, change_id=entry.change_id, server_version=version,
             server_json=server_json, local_json=entry.json,
+            base_json=orjson.dumps(base) if base is not None else None,
         )  # fmt: skip
         adopted.adopt(entry, version, resource, server_json)
         return
@@ -172,8 +211,17 @@ def _store_answer(
 class _Adopted:
     """Server versions that become the local copies, written in one batch."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, batch: Sequence[OutboxEntry]) -> None:
+        """`batch`'s outbox rows are removed already: what is queued now waits for later."""
         self._conn = conn
+        queued = outbox.pending_keys(conn)  # one scan for the batch, not one per answer
+        last = {(e.resource_type, e.id): e.change_id for e in batch}
+        #: Changes followed by a later edit of their resource (a later batch, or later here).
+        self._superseded = {
+            e.change_id
+            for e in batch
+            if (e.resource_type, e.id) in queued or last[(e.resource_type, e.id)] != e.change_id
+        }
         self._items: dict[tuple[str, str], tuple[dict[str, Any], bytes, int | None]] = {}
 
     def adopt(
@@ -185,10 +233,9 @@ class _Adopted:
     ) -> None:
         """The server's current version replaces the local copy, unless a later local
         edit waits (it stays on screen and goes out in a later batch)."""
-        key = (entry.resource_type, entry.id)
-        if outbox.has_pending(self._conn, *key):
+        if entry.change_id in self._superseded:
             return
-        self._items.pop(key, None)
+        key = (entry.resource_type, entry.id)
         if server_json is None:
             resources.remove(self._conn, *key)
         else:

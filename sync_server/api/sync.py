@@ -72,7 +72,8 @@ def pull(
 ) -> Response:
     """Changes after `cursor` for the caller's scope: `{changes, cursor, has_more}`.
 
-    `estimate=true` adds `remaining`: about how many changes follow this page.
+    `estimate=true` adds `remaining`: about how many changes follow this page. The
+    last page adds `open_conflicts`, the fingerprint of the caller's review queue.
     """
     page = sync_pull.pull(
         session=repo.session,

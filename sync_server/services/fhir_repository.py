@@ -72,6 +72,8 @@ class ResourceWrite:
 class WriteResult:
     stored: StoredResource
     created: bool
+    #: The resource this write stored (meta included), when it wrote one: `stored.json` parsed.
+    resource: dict[str, Any] | None = None
 
 
 def new_id() -> str:
@@ -424,7 +426,9 @@ class FhirRepository:
             stored = StoredResource(
                 item.type, item.id, old_version + 1, now, item.resource is None, patient, body
             )
-            results[index] = WriteResult(stored, created=old is None or bool(old_deleted))
+            results[index] = WriteResult(
+                stored, created=old is None or bool(old_deleted), resource=item.resource
+            )
             rows.append((item, stored, old is not None))
         if rows:
             store_versions(conn, rows)

@@ -22,6 +22,10 @@ entered it is backfilled (the latest version of each of their resources up to
 the cursor's position; later versions come through the feed), and so is
 everything on the first pull, which therefore sends current versions, not the
 whole history. A scope change during a backfill is handled once it ends.
+
+The last page of a pull also carries `open_conflicts`, a fingerprint of the
+review queue the caller may see (`shared_models.sync_messages.conflict_digest`),
+so a workstation lists the queue only when its own open list differs.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from sqlalchemy.orm import Session
 from shared_models.errors import Forbidden
 from shared_models.fhir_validation import SUPPORTED_TYPES
 from shared_models.sync_messages import DEFAULT_PULL_LIMIT, MAX_PULL_LIMIT
+from sync_server.services import conflicts
 from sync_server.services.context import AccessGuard, AuditSink, RequestContext
 from sync_server.services.sync_cursor import (
     EMPTY_SCOPE,
@@ -89,6 +94,8 @@ class PullPage:
     has_more: bool
     #: About how many changes are left after this page (only when asked for).
     remaining: int | None = None
+    #: On the last page: `conflict_digest` of the open conflicts the caller may see.
+    open_conflicts: str | None = None
 
     def render(self) -> bytes:
         """The contract's JSON, splicing stored resources in without re-parsing them."""
@@ -102,6 +109,8 @@ class PullPage:
         end: dict[str, Any] = {"cursor": self.cursor, "has_more": self.has_more}
         if self.remaining is not None:
             end["remaining"] = self.remaining
+        if self.open_conflicts is not None:
+            end["open_conflicts"] = self.open_conflicts
         tail = orjson.dumps(end)
         return b'{"changes":[' + b",".join(parts) + b"]," + tail[1:]
 
@@ -162,7 +171,9 @@ def pull(
         detail={"count": len(changes)},
     )  # fmt: skip
     remaining = _remaining(conn, state, added, sorted(now), types, bound) if estimate else None
-    return PullPage(changes, encode_cursor(key, ctx.username, state), has_more, remaining)
+    # The review queue's fingerprint, so a workstation lists it only when it differs.
+    digest = None if has_more else conflicts.open_conflicts_digest(session, ctx, guard)
+    return PullPage(changes, encode_cursor(key, ctx.username, state), has_more, remaining, digest)
 
 
 def readable_types(session: Session, ctx: RequestContext, guard: AccessGuard) -> list[str]:

@@ -43,7 +43,7 @@ from shared_models.sync_messages import PushChange, PushRequest, PushResult, Pus
 from sync_server.services import push_log, scheduling
 from sync_server.services.access_memo import GrantMemo
 from sync_server.services.conflicts import NewConflict, open_conflicts
-from sync_server.services.fhir_repository import FhirRepository, ResourceWrite, StoredResource
+from sync_server.services.fhir_repository import FhirRepository, ResourceWrite, WriteResult
 from sync_server.services.push_audit import PushAudit
 from sync_server.services.slot_bookings import SlotBookings
 
@@ -146,7 +146,7 @@ def _apply_round(state: _Push, indexes: list[int], results: list[PushResult | No
         return
     for item, result in zip(pending, written, strict=True):
         state.audit.written(item.change, result.stored, result.created)
-        results[item.index] = _answer(item.change, item.decision.status, result.stored)
+        results[item.index] = _answer(item.change, item.decision.status, result)
 
 
 def _store_conflicts(state: _Push, conflicts: list[NewConflict]) -> list[PushResult]:
@@ -165,6 +165,7 @@ def _store_conflicts(state: _Push, conflicts: list[NewConflict]) -> list[PushRes
                 issue("warning", "conflict", conflict.decision.reason or "", p)
                 for p in conflict.decision.paths
             ],
+            base_resource=None if conflict.base_json is None else orjson.loads(conflict.base_json),
         )
         for conflict, conflict_id in zip(conflicts, ids, strict=True)
     ]
@@ -179,7 +180,7 @@ def _write_one(state: _Push, item: _Pending) -> PushResult:
         try:
             written = repo.write_many([write], audited=False)[0]
             state.audit.written(change, written.stored, written.created)
-            return _answer(change, decision.status, written.stored)
+            return _answer(change, decision.status, written)
         except VersionConflict:  # written by someone else meanwhile: decide again
             current = _load_current(repo, [change])[key]
             base_json = _load_bases(repo, [change], {key: current}).get(key)
@@ -336,8 +337,11 @@ def _load_bases(
     return {(t, i): j for t, i, j in rows}
 
 
-def _answer(change: PushChange, status: PushStatus, stored: StoredResource) -> PushResult:
-    resource = None if stored.deleted or stored.json is None else orjson.loads(stored.json)
+def _answer(change: PushChange, status: PushStatus, written: WriteResult) -> PushResult:
+    """The version written (the dict the repository stored: no parse of its JSON)."""
+    stored, resource = written.stored, written.resource
+    if resource is None and not stored.deleted and stored.json is not None:
+        resource = orjson.loads(stored.json)
     return PushResult(
         change_id=change.change_id, status=status, versionId=stored.version_id, resource=resource
     )

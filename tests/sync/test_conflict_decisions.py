@@ -25,7 +25,7 @@ from desktop_sync_support import (
     synced_workstation,
     synthea_patients,
 )
-from identity_support import TestUser, make_user
+from identity_support import TestUser, audit_rows, make_user
 from sqlalchemy import text
 
 from desktop.services.conflict_review import conflict_view
@@ -304,3 +304,24 @@ def test_keeping_my_deletion_deletes_on_the_server_and_here(
     assert resources.get(ws_b._db().connection(), "Goal", goal_id) is None
     ws_a.sync()
     assert resources.get(ws_a._db().connection(), "Goal", goal_id) is None
+
+
+def test_the_queue_is_listed_only_when_its_fingerprint_differs(
+    secure_server: Any, charts: Any, ws_a: Workstation, ws_b: Workstation
+) -> None:
+    def listings() -> int:  # each GET /sync/conflicts is audited once
+        return len(audit_rows(secure_server, action="sync-conflicts", username="dr.cora"))
+
+    ws_a.sync()
+    before = listings()
+    ws_a.sync()
+    ws_a.sync()
+    assert listings() == before  # nothing changed: the pull's fingerprint matched
+
+    record = collide(ws_a, ws_b, charts.goal_ids[7])  # B's push opens it; A has not seen it
+    ws_a.sync()  # the server's fingerprint now differs from A's list: A lists the queue
+    assert listings() == before + 1
+    seen = next(c for c in ws_a.list_conflicts() if c.conflict_id == record.conflict_id)
+    assert conflict_view(seen).from_elsewhere and seen.base_json is not None
+    ws_a.sync()
+    assert listings() == before + 1  # in step again

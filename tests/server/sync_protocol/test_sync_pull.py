@@ -8,7 +8,16 @@ from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sync_support import Clinic, SyncClient, encounter_at, signed_in, write_as_system
+from sync_support import (
+    Clinic,
+    SyncClient,
+    encounter_at,
+    signed_in,
+    upsert,
+    write_as_system,
+)
+
+from shared_models.sync_messages import conflict_digest
 
 
 def expected_scope(clinic: Clinic, patients: set[str]) -> set[tuple[str, str]]:
@@ -225,3 +234,48 @@ def test_estimate_says_about_how_much_is_left(server: Any, clinic: Clinic) -> No
         assert (len(first["changes"]), first["remaining"]) == (1, 2)
     finally:
         nurse.close()
+
+
+def _last_page(client: SyncClient, limit: int = 500) -> dict[str, Any]:
+    cursor = "0"
+    while True:
+        page = client.pull(cursor, limit).json()
+        if not page["has_more"]:
+            return page
+        assert "open_conflicts" not in page  # only the last page fingerprints the queue
+        cursor = page["cursor"]
+
+
+def _listed_ids(client: SyncClient) -> list[str]:
+    listing = client.http.get("/sync/conflicts", headers=client.headers).json()
+    return [c["id"] for c in listing["conflicts"]]
+
+
+def test_last_page_fingerprints_the_review_queue_the_caller_may_see(
+    server: Any, clinic: Clinic, physician: SyncClient
+) -> None:
+    before = _last_page(physician, limit=5)["open_conflicts"]
+    assert before == conflict_digest(_listed_ids(physician))
+    elsewhere = signed_in(server, "physician", ["loc-sat"])
+    try:
+        satellite = {c["id"] for c in elsewhere.pull_all()[0] if c["resourceType"] == "Patient"}
+        condition = next(
+            c["resource"] for c in physician.pull_all()[0] if c["resourceType"] == "Condition"
+            and c["resource"]["subject"]["reference"].removeprefix("Patient/") not in satellite
+        )  # fmt: skip
+        stored = {k: v for k, v in condition.items() if k != "meta"}
+        version = int(condition["meta"]["versionId"])
+        write_as_system(server.engine, {**stored, "onsetDateTime": "2001-01-01"})
+        pushed = physician.push([upsert({**stored, "onsetDateTime": "2002-02-02"}, version)])
+        [result] = pushed.json()["results"]
+        assert result["status"] == "conflict"
+
+        after = _last_page(physician)["open_conflicts"]
+        listed = _listed_ids(physician)
+        assert result["conflict_id"] in listed
+        assert after == conflict_digest(listed) != before
+        # A chart the satellite does not hold: its queue, and fingerprint, leave it out.
+        assert result["conflict_id"] not in _listed_ids(elsewhere)
+        assert _last_page(elsewhere)["open_conflicts"] == conflict_digest(_listed_ids(elsewhere))
+    finally:
+        elsewhere.close()
