@@ -1,10 +1,11 @@
 """Apply a page of server changes (the sync pull) in ONE transaction with its cursor.
 
-Two steps, so the sync can overlap them across pages: `prepare_page` (pure
-Python, any thread) decodes nothing twice and extracts the resource and index
-rows; `apply_remote_page` stores them and the cursor in one transaction. The
-page is parsed once with `orjson`; each resource is stored as `orjson` encodes
-that parse (the same JSON, compact), never through a model round trip.
+Two steps, so the sync can overlap them across pages: `prepare_page` /
+`prepare_wire` (pure Python, any thread) decode nothing twice and extract the
+resource and index rows; `apply_remote_page` stores them and the cursor in one
+transaction. The page is parsed once with `orjson`; each resource is stored as
+`orjson` encodes that parse (the same JSON, compact), never through a model
+round trip.
 
 A resource with a pending local edit keeps the edit on screen; the newer
 server version number is noted so the chart can say so, and the push's
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -57,11 +58,17 @@ class RemoteChange(NamedTuple):
 
 @dataclass(frozen=True)
 class PreparedPage:
-    """A page made ready to store without the database (`prepare_page`)."""
+    """A page made ready to store without the database (`prepare_page`, `prepare_wire`).
 
-    #: One change per resource (the page's last), in the page's order.
-    changes: list[RemoteChange]
-    #: The resource and index rows of every upsert among `changes`.
+    Each resource appears once (the page's last change of it; a page can carry
+    several versions of one resource and is stored atomically). The decoded
+    resources are not kept: dropping them on the preparing thread frees them
+    there, not on the one storing the page.
+    """
+
+    #: Deletes and scope exits, in the page's order.
+    removals: list[RemoteChange]
+    #: The resource and index rows of every upsert.
     upserts: resources.PreparedBatch
 
 
@@ -76,38 +83,50 @@ class PageResult:
 
 
 def prepare_page(changes: Iterable[RemoteChange]) -> PreparedPage:
-    """Parse and extract the index rows of a page: pure, so it may run on any thread.
-
-    A page of the feed can carry several versions of one resource; it is stored
-    atomically, so only the last one matters.
-    """
-    latest: dict[tuple[str, str, bool], RemoteChange] = {}
-    for change in changes:
-        key = (change.resource_type, change.id, change.out_of_scope)
-        latest.pop(key, None)  # re-insert: keep the page's order of last occurrences
-        latest[key] = change
-    kept = list(latest.values())
-    upserts = resources.prepare(_upserts(kept), dirty=False)
-    # The decoded resources are not needed once their rows are out: dropping them here
-    # frees them on the preparing thread, not on the one storing the page.
-    return PreparedPage([c if c.parsed is None else c._replace(parsed=None) for c in kept], upserts)
-
-
-def _is_upsert(change: RemoteChange) -> bool:
-    return not (change.out_of_scope or change.deleted or change.resource_json is None)
-
-
-def _upserts(
-    changes: Iterable[RemoteChange],
-) -> list[tuple[dict[str, Any], bytes, int | None]]:
+    """Parse and extract the index rows of a page: pure, so it may run on any thread."""
+    latest = _last_of_each(((c.resource_type, c.id, c.out_of_scope), c) for c in changes)
+    removals: list[RemoteChange] = []
     items: list[tuple[dict[str, Any], bytes, int | None]] = []
-    for change in changes:
-        if _is_upsert(change):
-            raw = cast(bytes, change.resource_json)
+    for change in latest:
+        if change.out_of_scope or change.deleted or change.resource_json is None:
+            removals.append(change)
+        else:
             known = change.parsed
-            parsed = known if isinstance(known, dict) else orjson.loads(raw)
-            items.append((parsed, raw, change.version_id))
-    return items
+            parsed = known if isinstance(known, dict) else orjson.loads(change.resource_json)
+            items.append((parsed, change.resource_json, change.version_id))
+    return PreparedPage(removals, resources.prepare(items, dirty=False))
+
+
+def prepare_wire(changes: Iterable[Mapping[str, Any]]) -> PreparedPage:
+    """`prepare_page` of a decoded pull page's `changes[]` (the initial sync's hot path).
+
+    The same result without a `RemoteChange` per resource: each resource is
+    encoded once with orjson (compact) from the page's single parse.
+    """
+    latest = _last_of_each(
+        ((c["resourceType"], c["id"], bool(c.get("out_of_scope"))), c) for c in changes
+    )
+    removals: list[RemoteChange] = []
+    items: list[tuple[dict[str, Any], bytes, int | None]] = []
+    for change in latest:
+        resource = change.get("resource")
+        if resource is None or change.get("deleted") or change.get("out_of_scope"):
+            removals.append(RemoteChange.from_wire(change))
+        else:
+            items.append((resource, orjson.dumps(resource), change.get("versionId")))
+    return PreparedPage(removals, resources.prepare(items, dirty=False))
+
+
+_Change = TypeVar("_Change")
+
+
+def _last_of_each(keyed: Iterable[tuple[tuple[str, str, bool], _Change]]) -> list[_Change]:
+    """The last change of each (type, id, out of scope), in the order of those last ones."""
+    latest: dict[tuple[str, str, bool], _Change] = {}
+    for key, change in keyed:
+        latest.pop(key, None)
+        latest[key] = change
+    return list(latest.values())
 
 
 def apply_remote_page(
@@ -119,8 +138,7 @@ def apply_remote_page(
     held: list[str] = []
     with db.transaction() as conn:
         pending = _pending_keys(conn)
-        upserts = page.upserts
-        for change in page.changes:
+        for change in page.removals:
             key = (change.resource_type, change.id)
             if change.out_of_scope:
                 if change.resource_type == "Patient":
@@ -132,22 +150,31 @@ def apply_remote_page(
                     resources.remove(conn, *key)
                     removed += 1
             elif key in pending:
-                conn.execute(
-                    "UPDATE resources SET remote_version_id = ? WHERE resource_type = ? AND id = ?",
-                    (change.version_id, *key),
-                )
+                _note_remote_version(conn, [(change.version_id, *key)])
                 kept += 1
-            elif not _is_upsert(change):
+            else:
                 resources.remove(conn, *key)
                 removed += 1
-        if kept:  # rare: re-extract the page's upserts without the locally edited ones
+        upserts = page.upserts
+        local = [row for row in upserts.rows if (row[0], row[1]) in pending] if pending else []
+        if local:  # rare: these keep the local edit; the others are extracted again
+            _note_remote_version(conn, [(row[2], row[0], row[1]) for row in local])
+            kept += len(local)
             upserts = resources.prepare(
-                _upserts(c for c in page.changes if (c.resource_type, c.id) not in pending),
+                [(orjson.loads(row[4]), row[4], row[2]) for row in upserts.rows
+                 if (row[0], row[1]) not in pending],
                 dirty=False,
-            )
+            )  # fmt: skip
         resources.write(conn, upserts)
         sync_state.put(conn, sync_state.CURSOR, new_cursor)
     return PageResult(len(upserts.rows), removed, kept, tuple(held))
+
+
+def _note_remote_version(conn: Connection, rows: list[tuple[int | None, str, str]]) -> None:
+    """A newer server version of resources whose local edit is still pending."""
+    conn.executemany(
+        "UPDATE resources SET remote_version_id = ? WHERE resource_type = ? AND id = ?", rows
+    )
 
 
 def _pending_keys(conn: Connection) -> set[tuple[str, str]]:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from desktop.store.remote_changes import PreparedPage, RemoteChange, prepare_page
+from desktop.store.remote_changes import PreparedPage, prepare_wire
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class _Downloaded:
 
 def _prepared(downloaded: _Downloaded) -> PulledPage:
     wire = downloaded.page["changes"]
-    prepared = prepare_page(RemoteChange.from_wire(c) for c in wire)
+    prepared = prepare_wire(wire)
     remaining, digest = downloaded.page.get("remaining"), downloaded.page.get("open_conflicts")
     return PulledPage(
         prepared, downloaded.cursor, downloaded.has_more, len(wire), downloaded.size,
