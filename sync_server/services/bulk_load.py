@@ -33,11 +33,10 @@ from shared_models.errors import ValidationFailed, VersionConflict
 from sync_server.db.models import INDEX_TABLES
 from sync_server.services.compartment import CARE_SITE_PARAMS, care_site_location_ids
 from sync_server.services.context import AccessGuard, AuditSink, RequestContext
-from sync_server.services.fhir_repository import ResourceWrite, fhir_instant
-from sync_server.services.fhir_repository import _prepare as prepare_write
+from sync_server.services.fhir_repository import ResourceWrite, fhir_instant, prepare_write
 from sync_server.services.permissions import signs_physician_note
 from sync_server.services.search_params import IndexRows, index_rows
-from sync_server.services.version_store import _INDEX_COLUMNS, _INDEX_KEY
+from sync_server.services.version_store import INDEX_COLUMNS, INDEX_KEY
 
 _STAGE = "bulk_stage"
 _STAGE_COLUMNS = ("ord", "resource_type", "id", "version_id", "last_updated", "patient_id",
@@ -185,7 +184,7 @@ def _store(
         for kind, table in INDEX_TABLES.items():
             rows = [row for item in items for row in item.index[kind]]
             if rows:
-                _copy(cur, table, (*_INDEX_KEY, *_INDEX_COLUMNS[kind]), rows)
+                _copy(cur, table, (*INDEX_KEY, *INDEX_COLUMNS[kind]), rows)
         _care_sites(cur, items)
 
 

@@ -358,7 +358,7 @@ class FhirRepository:
             prepared = []
             for position, write in enumerate(writes):
                 try:
-                    prepared.append(_prepare(write))
+                    prepared.append(prepare_write(write))
                 except ValidationFailed as exc:
                     exc.batch_index = position  # type: ignore[attr-defined]
                     raise
@@ -443,7 +443,8 @@ class FhirRepository:
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 
 
-def _prepare(write: ResourceWrite) -> PreparedWrite:
+def prepare_write(write: ResourceWrite) -> PreparedWrite:
+    """Check the id, validate the resource and find its patient (also used by `bulk_load`)."""
     if not write.id or len(write.id) > 64 or not set(write.id) <= _ID_CHARS:
         raise ValidationFailed(
             "invalid id", issues=[(f"{write.resource_type}.id", "Not a valid FHIR id")]

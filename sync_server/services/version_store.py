@@ -29,8 +29,9 @@ _COPY_THRESHOLD = 50
 _VERSION_COLUMNS = (
     "resource_type", "id", "version_id", "last_updated", "deleted", "patient_id", "resource",
 )  # fmt: skip
-_INDEX_KEY = ("resource_type", "resource_id", "param", "ordinal")
-_INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
+#: The key and value columns of each `search_<kind>` table (also written by `bulk_load`).
+INDEX_KEY = ("resource_type", "resource_id", "param", "ordinal")
+INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
     "token": ("system", "code"),
     "string": ("value",),
     "date": ("low", "high"),
@@ -127,7 +128,7 @@ def store_versions(
                     index[kind].extend(values)
         for kind, values in index.items():
             if values:
-                columns = (*_INDEX_KEY, *_INDEX_COLUMNS[kind])
+                columns = (*INDEX_KEY, *INDEX_COLUMNS[kind])
                 _insert(cur, INDEX_TABLES[kind], columns, values, bulk)
         refresh_care_sites(
             conn, [(s.resource_type, s.id, s.patient_id, item.resource) for item, s, _ in rows]
