@@ -35,6 +35,7 @@ from sync_server.db.engine import (
     make_sessionmaker,
     migrate,
 )
+from sync_server.db.models import INDEX_TABLES
 from sync_server.logging_setup import configure_logging
 from sync_server.services.context import RequestContext
 from sync_server.services.demo_seed import seed_demo
@@ -75,10 +76,19 @@ def _has_patients(engine: Engine) -> bool:
         )
 
 
+#: What an import or the demo seed fills.
+_LOADED_TABLES = ("resources", "resource_versions", "patient_locations", *INDEX_TABLES.values())
+
+
 def _refresh_statistics(engine: Engine) -> None:
-    """ANALYZE after a bulk load, so the planner picks the selective index at once."""
+    """ANALYZE after a bulk load, so the planner picks the selective index at once.
+
+    Only the tables the load filled: a database-wide ANALYZE fails ("relation
+    with OID ... does not exist") when another session drops a table meanwhile,
+    such as an import worker's staging table or a temporary table of the server.
+    """
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("ANALYZE")
+        conn.exec_driver_sql(f"ANALYZE {', '.join(_LOADED_TABLES)}")
 
 
 def _seed(engine: Engine, patients: int, seed: int) -> None:
