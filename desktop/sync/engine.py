@@ -156,11 +156,12 @@ def _pull(
     from 0.
     """
     stored_cursor = sync_state.cursor(db.connection())
-    asked: list[bool] = []  # the first page asks for an estimate of the rest (for the time left)
+    # Until a first sync has completed (the initial download, perhaps resumed), the
+    # first page asks how much follows, for the download's time left.
+    ask = [sync_state.last_sync(db.connection()) is None]
 
     def fetch(cursor: str) -> bytes:
-        estimate = not asked
-        asked.append(True)
+        estimate, ask[0] = ask[0], False
         return call(partial(api.sync_pull, cursor, limit, estimate=estimate))
 
     with _gc_paused(), _checkpoints_deferred(db):

@@ -341,13 +341,16 @@ def test_initial_download_knows_its_size_and_time_left(
 ) -> None:
     ws = signed_in(tmp_path / "fresh", secure_server.url, users["dr.ben"])
     try:
-        progress = _Recorder()
+        progress, later = _Recorder(), _Recorder()
         report = engine.run_sync(
             ws._db(), ws._authed_api(), workstation_id=ws.workstation_id,
             progress=progress, page_limit=4,
         )  # fmt: skip
+        engine.run_sync(ws._db(), ws._authed_api(), workstation_id=ws.workstation_id,
+                        progress=later)  # fmt: skip
     finally:
         ws.close()
+    assert later.seen and all(snap.to_pull is None for snap in later.seen)  # not asked again
     assert report.pages == len(progress.seen) > 3
     first, last = progress.seen[0], progress.seen[-1]
     assert first.to_pull is not None and first.to_pull >= report.pulled  # never undercounts
