@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from identity_support import TestUser, bearer, login, make_user, system_repository
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 LOCATIONS = ("loc-main", "loc-sat")
@@ -84,6 +85,26 @@ def write_as_system(engine: Any, resource: dict[str, Any]) -> int:
         )
         session.commit()
     return stored.stored.version_id
+
+
+def current(server: Any, resource_type: str, resource_id: str) -> tuple[int, dict[str, Any]]:
+    """The server's current version number and resource, read from the database."""
+    with server.engine.connect() as conn:
+        row = conn.execute(
+            text("SELECT version_id, resource FROM resources WHERE resource_type = :t AND id = :i"),
+            {"t": resource_type, "i": resource_id},
+        ).one()
+    return row[0], row[1]
+
+
+def conditions_of(clinic: Clinic, patient_index: int) -> list[dict[str, Any]]:
+    """Copies of the seeded Conditions of the clinic's patient at `patient_index`."""
+    patient = f"Patient/{clinic.patients[patient_index]}"
+    return [
+        copy.deepcopy(r)
+        for (t, _), r in clinic.resources.items()
+        if t == "Condition" and r["subject"]["reference"] == patient
+    ]
 
 
 _counter = itertools.count()

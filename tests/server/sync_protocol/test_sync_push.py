@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sync_support import Clinic, SyncClient, delete, signed_in, upsert, write_as_system
-
-
-def current(server: Any, resource_type: str, resource_id: str) -> tuple[int, dict[str, Any]]:
-    with server.engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT version_id, resource FROM resources WHERE resource_type = :t AND id = :i"),
-            {"t": resource_type, "i": resource_id},
-        ).one()
-    return row[0], row[1]
+from sync_support import (
+    Clinic,
+    SyncClient,
+    conditions_of,
+    current,
+    delete,
+    signed_in,
+    upsert,
+    write_as_system,
+)
 
 
 def version_count(server: Any, resource_type: str, resource_id: str) -> int:
@@ -30,21 +29,12 @@ def version_count(server: Any, resource_type: str, resource_id: str) -> int:
         )
 
 
-def condition_of(clinic: Clinic, patient_index: int) -> dict[str, Any]:
-    patient = f"Patient/{clinic.patients[patient_index]}"
-    return next(
-        copy.deepcopy(r)
-        for (t, _), r in clinic.resources.items()
-        if t == "Condition" and r["subject"]["reference"] == patient
-    )
-
-
 def test_same_push_twice_is_applied_once_and_answered_the_same(
     server: Any,
     clinic: Clinic,
     physician: SyncClient,
 ) -> None:
-    condition = condition_of(clinic, 0)
+    condition = conditions_of(clinic, 0)[0]
     version, _ = current(server, "Condition", condition["id"])
     condition["note"] = [{"text": "Reviewed at the satellite visit"}]
     change = upsert(condition, version)
@@ -114,7 +104,7 @@ def test_disjoint_edits_merge_and_same_element_edits_conflict(
         "1980-02-03",
     )
 
-    condition = condition_of(clinic, 1)
+    condition = conditions_of(clinic, 1)[0]
     version, stored = current(server, "Condition", condition["id"])
     write_as_system(server.engine, {**stored, "onsetDateTime": "2001-01-01"})
     mine = {**stored, "onsetDateTime": "2002-02-02"}
@@ -213,7 +203,7 @@ def test_per_type_policy_signed_notes_observations_delete_vs_update(
     assert "addendum" in results[0]["issues"][0]["diagnostics"]
     assert current(server, "DocumentReference", note["id"])[0] == 1
 
-    condition = condition_of(clinic, 0)
+    condition = conditions_of(clinic, 0)[0]
     version, stored = current(server, "Condition", condition["id"])
     write_as_system(server.engine, {**stored, "recordedDate": "2020-01-01"})
     [result] = physician.push([delete("Condition", condition["id"], version)]).json()["results"]
@@ -287,7 +277,7 @@ def test_the_same_batch_pushed_twice_at_once_is_applied_once(
 ) -> None:
     import threading
 
-    condition = condition_of(clinic, 1)
+    condition = conditions_of(clinic, 1)[0]
     version, stored = current(server, "Condition", condition["id"])
     changes = [upsert({**stored, "note": [{"text": "sent from two threads"}]}, version)]
     changes += [
@@ -317,7 +307,7 @@ def test_a_merged_resolution_writes_the_resolvers_version(
     clinic: Clinic,
     physician: SyncClient,
 ) -> None:
-    condition = condition_of(clinic, 0)
+    condition = conditions_of(clinic, 0)[0]
     version, stored = current(server, "Condition", condition["id"])
     write_as_system(server.engine, {**stored, "abatementDateTime": "2021-05-05"})
     mine = {**stored, "abatementDateTime": "2021-06-06"}
@@ -342,8 +332,8 @@ def test_changes_to_patients_outside_the_users_sites_are_refused_one_by_one(
 ) -> None:
     satellite = signed_in(server, "physician", ["loc-sat"])
     try:
-        here = condition_of(clinic, 2)  # the satellite's patient
-        there = condition_of(clinic, 0)  # a main-clinic patient
+        here = conditions_of(clinic, 2)[0]  # the satellite's patient
+        there = conditions_of(clinic, 0)[0]  # a main-clinic patient
         changes = []
         for condition in (here, there, here):
             version, stored = current(server, "Condition", condition["id"])

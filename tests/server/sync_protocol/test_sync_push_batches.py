@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from identity_support import audit_rows
 from sqlalchemy import text
-from sync_support import Clinic, signed_in, upsert, write_as_system
-
-
-def current(server: Any, resource_type: str, resource_id: str) -> tuple[int, dict[str, Any]]:
-    with server.engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT version_id, resource FROM resources WHERE resource_type = :t AND id = :i"),
-            {"t": resource_type, "i": resource_id},
-        ).one()
-    return row[0], row[1]
-
-
-def conditions_of(clinic: Clinic, patient_index: int) -> list[dict[str, Any]]:
-    patient = f"Patient/{clinic.patients[patient_index]}"
-    return [
-        copy.deepcopy(r)
-        for (t, _), r in clinic.resources.items()
-        if t == "Condition" and r["subject"]["reference"] == patient
-    ]
+from sync_support import Clinic, conditions_of, current, signed_in, upsert, write_as_system
 
 
 def test_a_batch_of_conflicts_is_stored_whole_and_audited_per_patient(

@@ -8,36 +8,16 @@ again must get the same answer (idempotency), base included.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from sqlalchemy import text
-from sync_support import Clinic, SyncClient, upsert, write_as_system
-
-
-def _current(server: Any, resource_type: str, resource_id: str) -> tuple[int, dict[str, Any]]:
-    with server.engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT version_id, resource FROM resources WHERE resource_type = :t AND id = :i"),
-            {"t": resource_type, "i": resource_id},
-        ).one()
-    return row[0], row[1]
-
-
-def _condition(clinic: Clinic, patient_index: int) -> dict[str, Any]:
-    patient = f"Patient/{clinic.patients[patient_index]}"
-    return next(
-        copy.deepcopy(r)
-        for (t, _), r in clinic.resources.items()
-        if t == "Condition" and r["subject"]["reference"] == patient
-    )
+from sync_support import Clinic, SyncClient, conditions_of, current, upsert, write_as_system
 
 
 def test_conflict_answer_holds_the_base_the_queue_holds_and_replays_the_same(
     server: Any, clinic: Clinic, physician: SyncClient
 ) -> None:
-    condition = _condition(clinic, 0)
-    version, base = _current(server, "Condition", condition["id"])
+    condition = conditions_of(clinic, 0)[0]
+    version, base = current(server, "Condition", condition["id"])
     write_as_system(server.engine, {**base, "onsetDateTime": "2003-03-03"})
     change = upsert({**base, "onsetDateTime": "2004-04-04"}, version)
     first = physician.push([change])
@@ -56,8 +36,8 @@ def test_conflict_answer_holds_the_base_the_queue_holds_and_replays_the_same(
 def test_answers_other_than_conflicts_carry_no_base(
     server: Any, clinic: Clinic, physician: SyncClient
 ) -> None:
-    condition = _condition(clinic, 1)
-    version, stored = _current(server, "Condition", condition["id"])
+    condition = conditions_of(clinic, 1)[0]
+    version, stored = current(server, "Condition", condition["id"])
     [applied] = physician.push([upsert({**stored, "note": [{"text": "seen"}]}, version)]).json()[
         "results"
     ]
